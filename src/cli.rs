@@ -1,0 +1,87 @@
+//! Command-line definitions (clap derive); `main.rs` only dispatches.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "auditty",
+    version,
+    about = "Record interactive shell sessions and deliver them to auditors"
+)]
+pub struct Cli {
+    /// Configuration file (default /etc/auditty.conf; refused while running privileged)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Override one configuration key for this run, e.g. -o mail.to=auditor@example.com (refused while privileged)
+    #[arg(short = 'o', global = true, value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the user's shell (or -c COMMAND) inside a recorded PTY
+    Session {
+        /// Run COMMAND through the user's shell instead of an interactive login shell
+        #[arg(short = 'c', value_name = "COMMAND")]
+        command: Option<String>,
+    },
+    /// Replay a recording (directory, typescript path or recording id; .gz files are read transparently)
+    Play {
+        /// Speed factor (2 = twice as fast)
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Longest pause between two chunks, in seconds
+        #[arg(long, value_name = "S")]
+        max_delay: Option<f64>,
+        /// Which stream to play
+        #[arg(long, value_enum, default_value_t = Stream::Out)]
+        stream: Stream,
+        recording: String,
+    },
+    /// Deliver queued recordings that are due, and recover orphaned ones
+    Flush {
+        /// Retry everything now, including failed recordings and those not yet due
+        #[arg(long)]
+        all: bool,
+    },
+    /// List recordings in the spool
+    List {
+        /// active, queue, sent or failed
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+        /// Only recordings started at or after this time (RFC 3339 or YYYY-MM-DD)
+        #[arg(long)]
+        since: Option<String>,
+    },
+    /// Check a recording's SHA-256 sums
+    Verify { recording: String },
+    /// Print the command-logging hook for a shell running inside a recording (exit 3 when not inside one)
+    Hook {
+        #[arg(value_enum)]
+        shell: HookShell,
+    },
+    /// Validate the configuration, the spool and the mail transport
+    CheckConfig {
+        /// Also send a test mail to mail.to
+        #[arg(long)]
+        send_test: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Stream {
+    In,
+    Out,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HookShell {
+    Bash,
+    Zsh,
+}

@@ -1,0 +1,505 @@
+//! `auditty session [-c COMMAND]`: record the user's shell, or run it as-is when there is no terminal.
+//!
+//! Order of events (the process is single-threaded throughout, so both forks are safe):
+//! config → nesting guard → recording directory and files → fork the spool writer (keeps group auditty, detaches)
+//! → this process drops the group, opens the PTY, starts the shell on it and becomes the relay.
+
+use std::ffi::{OsStr, OsString};
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::unistd::{User, pipe2};
+use time::{OffsetDateTime, UtcOffset};
+
+use crate::cli::Cli;
+use crate::config::{Config, OnError, TimingFormat};
+use crate::privilege::Privilege;
+use crate::record::meta::Meta;
+use crate::record::typescript;
+use crate::session::pty::Pty;
+use crate::session::relay::{self, Endpoints};
+use crate::session::signals::Signals;
+use crate::session::terminal::{self, RawMode};
+use crate::spool::frames::{self, Kind};
+use crate::spool::guard;
+use crate::spool::layout::{self, Spool};
+use crate::spool::writer::{self, WriterFiles, WriterPlan};
+use crate::sys::{self, ExecPlan, Forked};
+use crate::syslog::Logger;
+
+/// The shell to run and how.
+struct ShellPlan {
+    user: String,
+    uid: u32,
+    shell: PathBuf,
+    command: Option<String>,
+}
+
+impl ShellPlan {
+    fn resolve(command: Option<String>) -> ShellPlan {
+        let uid = nix::unistd::getuid();
+        let pw = User::from_uid(uid).ok().flatten();
+        let me = std::fs::read_link("/proc/self/exe").ok();
+        let usable =
+            |p: &Path| p.is_absolute() && Some(p) != me.as_deref() && !p.ends_with("auditty");
+        let shell = pw
+            .as_ref()
+            .map(|u| u.shell.clone())
+            .filter(|p| usable(p))
+            .or_else(|| {
+                std::env::var_os("SHELL")
+                    .map(PathBuf::from)
+                    .filter(|p| usable(p))
+            })
+            .unwrap_or_else(|| PathBuf::from("/bin/sh"));
+        let user = pw.map(|u| u.name).unwrap_or_else(|| uid.to_string());
+        ShellPlan {
+            user,
+            uid: uid.as_raw(),
+            shell,
+            command,
+        }
+    }
+
+    /// argv: a login shell (`-bash`) or `bash -c COMMAND`.
+    fn exec_plan(&self, extra_env: &[(&str, &str)]) -> Result<ExecPlan> {
+        let base = self.shell.file_name().unwrap_or(OsStr::new("sh"));
+        let argv: Vec<OsString> = match &self.command {
+            Some(c) => vec![base.to_os_string(), "-c".into(), c.into()],
+            None => {
+                let mut a = OsString::from("-");
+                a.push(base);
+                vec![a]
+            }
+        };
+        let mut env: Vec<OsString> = std::env::vars_os()
+            .filter(|(k, _)| !extra_env.iter().any(|(n, _)| OsStr::new(n) == k))
+            .map(|(k, v)| {
+                let mut e = k;
+                e.push("=");
+                e.push(v);
+                e
+            })
+            .collect();
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| OsString::from(format!("{k}={v}"))),
+        );
+        Ok(ExecPlan::new(self.shell.as_os_str(), &argv, &env)?)
+    }
+}
+
+pub fn run(cli: &Cli, mut privilege: Privilege, command: Option<String>) -> Result<ExitCode> {
+    let shell = ShellPlan::resolve(command);
+    if !sys::is_tty(0) {
+        // scp, sftp, rsync, `ssh host cmd`: no PTY, nothing printed, the command runs as it is.
+        privilege.drop_group()?;
+        return Err(shell.exec_plan(&[])?.exec())
+            .context(format!("cannot execute {}", shell.shell.display()));
+    }
+    let cfg = match privilege.load_config(cli) {
+        Ok(c) => c,
+        Err(e) => {
+            return unrecorded(
+                privilege,
+                &shell,
+                lenient_on_error(),
+                None,
+                &format!("{e:#}"),
+            );
+        }
+    };
+    let tty = nix::unistd::ttyname(std::io::stdin())
+        .ok()
+        .map(|p| p.display().to_string());
+    if let Some(reg) = guard::lookup(
+        &cfg.spool.run_dir,
+        tty.as_deref(),
+        guard::audit_session_id(),
+    ) {
+        // Already inside a live recording (su -, bash -l, tmux): the outer PTY records this shell.
+        let _ = reg;
+        privilege.drop_group()?;
+        return Err(shell.exec_plan(&[])?.exec())
+            .context(format!("cannot execute {}", shell.shell.display()));
+    }
+    if is_exempt(&cfg, &shell) {
+        privilege.drop_group()?;
+        return Err(shell.exec_plan(&[])?.exec())
+            .context(format!("cannot execute {}", shell.shell.display()));
+    }
+    let prepared = match prepare(&cfg, &shell, tty.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            return unrecorded(
+                privilege,
+                &shell,
+                cfg.policy.on_error,
+                Some(&cfg),
+                &format!("{e:#}"),
+            );
+        }
+    };
+    record(cfg, privilege, shell, prepared)
+}
+
+/// Recording is impossible: on `open`, log it and run the shell unrecorded; on `closed`, refuse the login.
+fn unrecorded(
+    mut privilege: Privilege,
+    shell: &ShellPlan,
+    policy: OnError,
+    cfg: Option<&Config>,
+    why: &str,
+) -> Result<ExitCode> {
+    let default_cfg = Config::default();
+    let mut log = Logger::new(&cfg.unwrap_or(&default_cfg).syslog);
+    crate::syslog::error(
+        &mut log,
+        "-",
+        &format!(
+            "cannot record the session of {} ({}): {why}",
+            shell.user,
+            policy_name(policy)
+        ),
+    );
+    if policy == OnError::Closed {
+        eprintln!("auditty: this login must be recorded, but recording is not possible: {why}");
+        eprintln!("auditty: login refused (policy.on_error = closed); contact your administrator");
+        return Ok(ExitCode::from(1));
+    }
+    privilege.drop_group()?;
+    Err(shell.exec_plan(&[])?.exec()).context(format!("cannot execute {}", shell.shell.display()))
+}
+
+fn policy_name(p: OnError) -> &'static str {
+    match p {
+        OnError::Open => "policy.on_error=open: continuing unrecorded",
+        OnError::Closed => "policy.on_error=closed: login refused",
+    }
+}
+
+/// The failure policy from a config that does not parse: `closed` only if the file says so plainly.
+fn lenient_on_error() -> OnError {
+    let text = std::fs::read_to_string(crate::config::DEFAULT_PATH).unwrap_or_default();
+    let closed = text.lines().any(|l| {
+        let l = l.split('#').next().unwrap_or("").replace(' ', "");
+        l == "on_error=\"closed\"" || l == "on_error='closed'"
+    });
+    if closed {
+        OnError::Closed
+    } else {
+        OnError::Open
+    }
+}
+
+fn is_exempt(cfg: &Config, shell: &ShellPlan) -> bool {
+    if cfg.policy.exempt_users.iter().any(|u| *u == shell.user) {
+        return true;
+    }
+    if cfg.policy.exempt_groups.is_empty() {
+        return false;
+    }
+    let Ok(groups) = nix::unistd::getgroups() else {
+        return false;
+    };
+    let mut names: Vec<String> = groups
+        .iter()
+        .filter_map(|g| {
+            nix::unistd::Group::from_gid(*g)
+                .ok()
+                .flatten()
+                .map(|g| g.name)
+        })
+        .collect();
+    if let Ok(Some(g)) = nix::unistd::Group::from_gid(nix::unistd::getgid()) {
+        names.push(g.name);
+    }
+    cfg.policy.exempt_groups.iter().any(|g| names.contains(g))
+}
+
+/// A recording made ready before anything forks.
+struct Prepared {
+    plan: WriterPlan,
+    files: WriterFiles,
+    fifo_dir: Option<PathBuf>,
+}
+
+fn prepare(cfg: &Config, shell: &ShellPlan, tty: Option<&str>) -> Result<Prepared> {
+    let spool = Spool::new(&cfg.spool.dir);
+    spool.ensure()?;
+    let start_wall = OffsetDateTime::now_utc();
+    let offset = UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC);
+    let id = layout::new_id(&shell.user, start_wall);
+    let dir = spool.create_active(&id)?;
+    let format = cfg.record.effective_timing();
+    let files = WriterFiles {
+        typescript: layout::create_exclusive(&dir, layout::TYPESCRIPT, 0o640)?,
+        timing: layout::create_exclusive(&dir, layout::TIMING, 0o640)?,
+        input: if cfg.record.input {
+            Some(layout::create_exclusive(&dir, layout::INPUT, 0o640)?)
+        } else {
+            None
+        },
+        commands: layout::create_exclusive(&dir, layout::COMMANDS, 0o640)?,
+        lock: layout::try_lock(&dir)?.context("a fresh recording is locked by someone else")?,
+    };
+    let ws = sys::get_winsize(std::io::stdin().as_fd()).ok();
+    let login_uid = guard::login_uid().filter(|l| *l != shell.uid);
+    let meta = Meta {
+        version: 1,
+        id: id.clone(),
+        user: shell.user.clone(),
+        uid: shell.uid,
+        login_uid,
+        login_user: login_uid
+            .and_then(|u| User::from_uid(u.into()).ok().flatten())
+            .map(|u| u.name),
+        host: nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        tty: tty.map(str::to_string),
+        pty: None,
+        ssh_client: ssh_client(),
+        term: std::env::var("TERM").ok(),
+        shell: shell.shell.display().to_string(),
+        command: shell.command.clone(),
+        start: typescript::script_time(start_wall, offset),
+        start_unix: start_wall.unix_timestamp(),
+        columns: ws.map(|w| w.ws_col).unwrap_or(80),
+        lines: ws.map(|w| w.ws_row).unwrap_or(24),
+        timing_format: if format == TimingFormat::Advanced {
+            "advanced"
+        } else {
+            "classic"
+        }
+        .into(),
+        input_recorded: cfg.record.input,
+        relay_pid: std::process::id(),
+        ..Meta::default()
+    };
+    meta.write(&dir)?;
+    let (fifo_dir, fifo) = if cfg.hook.enabled {
+        make_fifo(&cfg.hook.fifo_dir, &id)
+            .map(|(d, f)| (Some(d), Some(f)))
+            .unwrap_or((None, None))
+    } else {
+        (None, None)
+    };
+    let plan = WriterPlan {
+        cfg: cfg.clone(),
+        spool,
+        dir,
+        meta,
+        format,
+        opened_ns: writer::monotonic_ns(),
+        offset,
+        start_wall,
+        fifo,
+        audit_session: guard::audit_session_id(),
+    };
+    Ok(Prepared {
+        plan,
+        files,
+        fifo_dir,
+    })
+}
+
+/// "address:port" of the SSH client, from SSH_CONNECTION ("client_ip client_port server_ip server_port").
+fn ssh_client() -> Option<String> {
+    let v = std::env::var("SSH_CONNECTION").ok()?;
+    let mut it = v.split_whitespace();
+    let (ip, port) = (it.next()?, it.next()?);
+    if ip.len() > 64
+        || !ip
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() || c == '.' || c == ':')
+        || port.parse::<u16>().is_err()
+    {
+        return None;
+    }
+    Some(if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    })
+}
+
+/// The per-session directory (0700, the user's) holding the command FIFO (0600).
+fn make_fifo(base: &Path, id: &str) -> Option<(PathBuf, PathBuf)> {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("auditty-{id}-"))
+        .tempdir_in(base)
+        .ok()?
+        .keep();
+    let fifo = dir.join("cmd");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).ok()?;
+    Some((dir, fifo))
+}
+
+fn record(
+    cfg: Config,
+    mut privilege: Privilege,
+    shell: ShellPlan,
+    prepared: Prepared,
+) -> Result<ExitCode> {
+    let Prepared {
+        mut plan,
+        files,
+        fifo_dir,
+    } = prepared;
+    let (data_r, data_w) = pipe2(OFlag::O_CLOEXEC).context("cannot create the recorder pipe")?;
+    // A bigger pipe absorbs output bursts while the writer is busy (1 MiB is the unprivileged maximum).
+    let _ = fcntl(&data_w, FcntlArg::F_SETPIPE_SZ(1 << 20));
+    match sys::fork_single_threaded().context("cannot start the spool writer")? {
+        Forked::Child => {
+            drop(data_w);
+            become_writer_process();
+            plan.meta.writer_pid = std::process::id();
+            let code = writer::run(plan, files, data_r);
+            if let Some(d) = fifo_dir {
+                let _ = std::fs::remove_dir_all(d);
+            }
+            std::process::exit(code);
+        }
+        Forked::Parent(_writer) => {}
+    }
+    // The relay: give up the group first, and keep nothing of the spool open.
+    drop(data_r);
+    drop(files);
+    let fifo = plan.fifo.clone();
+    let id = plan.meta.id.clone();
+    drop(plan);
+    privilege.drop_group()?;
+    let _ = sys::set_non_dumpable();
+    let fl = OFlag::from_bits_truncate(fcntl(&data_w, FcntlArg::F_GETFL)?);
+    fcntl(&data_w, FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK))?;
+    run_relay(&cfg, &shell, &id, fifo.as_deref(), data_w)
+}
+
+/// The spool writer detaches from the session: own session, no terminal, terminal signals ignored, cwd /.
+fn become_writer_process() {
+    let _ = nix::unistd::setsid();
+    sys::ignore_signals(&[
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGTSTP,
+        libc::SIGTTIN,
+        libc::SIGTTOU,
+        libc::SIGPIPE,
+        libc::SIGUSR1,
+    ]);
+    let _ = sys::set_non_dumpable();
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
+    let _ = std::env::set_current_dir("/");
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        let _ = nix::unistd::dup2_stdin(&null);
+        let _ = nix::unistd::dup2_stdout(&null);
+        let _ = nix::unistd::dup2_stderr(&null);
+    }
+}
+
+fn run_relay(
+    cfg: &Config,
+    shell: &ShellPlan,
+    id: &str,
+    fifo: Option<&Path>,
+    writer_pipe: OwnedFd,
+) -> Result<ExitCode> {
+    let signals = Signals::install()?;
+    let user = reopen_tty().context("cannot open the terminal")?;
+    let out = stdout_if_elsewhere()?;
+    let ws = sys::get_winsize(std::io::stdin().as_fd()).ok();
+    let termios = nix::sys::termios::tcgetattr(std::io::stdin()).ok();
+    let pty = Pty::open(termios.as_ref(), ws.as_ref())?;
+    if !cfg.record.banner.is_empty() {
+        let mut e = std::io::stderr();
+        let _ = e.write_all(cfg.record.banner.trim_end_matches('\n').as_bytes());
+        let _ = e.write_all(b"\n");
+    }
+    let mut env = vec![("AUDITTY_RECORDING", id)];
+    let fifo_s = fifo.map(|f| f.display().to_string());
+    if let Some(f) = &fifo_s {
+        env.push(("AUDITTY_FIFO", f));
+    }
+    let exec = shell.exec_plan(&env)?;
+    terminal::restore_on_panic();
+    let raw = RawMode::enter()?;
+    let child = match pty.spawn(&exec) {
+        Ok(c) => c,
+        Err(e) => {
+            drop(raw);
+            bail!("{e:#}");
+        }
+    };
+    let Pty {
+        master,
+        slave,
+        name,
+    } = pty;
+    drop(slave);
+    let mut started = Vec::new();
+    let mut payload = name.into_bytes();
+    payload.push(0);
+    payload.extend_from_slice(child.as_raw().to_string().as_bytes());
+    frames::encode(
+        &mut started,
+        Kind::Started,
+        writer::monotonic_ns(),
+        &payload,
+    );
+    let _ = nix::unistd::write(&writer_pipe, &started);
+    let (outcome, pipe) = relay::run(
+        Endpoints {
+            user,
+            out,
+            master,
+            writer: writer_pipe,
+        },
+        child,
+        &signals,
+        Some(&raw),
+        cfg.record.input,
+    );
+    drop(pipe);
+    drop(raw);
+    if let Some(m) = &outcome.message {
+        eprintln!("{m}");
+    }
+    Ok(ExitCode::from(outcome.status.clamp(0, 255) as u8))
+}
+
+/// A new, independent open file description of our terminal, so O_NONBLOCK does not leak to other processes.
+fn reopen_tty() -> Result<OwnedFd> {
+    let path = nix::unistd::ttyname(std::io::stdin()).context("ttyname(stdin)")?;
+    let fd = nix::fcntl::open(
+        &path,
+        OFlag::O_RDWR | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .with_context(|| format!("cannot open {}", path.display()))?;
+    Ok(fd)
+}
+
+/// When stdout is not the terminal stdin is, output goes there (blocking) instead of to the terminal.
+fn stdout_if_elsewhere() -> Result<Option<OwnedFd>> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = |p: &str| {
+        std::fs::metadata(p)
+            .map(|m| (m.dev(), m.ino(), m.rdev()))
+            .ok()
+    };
+    if dev("/proc/self/fd/0") == dev("/proc/self/fd/1") {
+        return Ok(None);
+    }
+    Ok(Some(std::io::stdout().as_fd().try_clone_to_owned()?))
+}

@@ -1,0 +1,561 @@
+//! Configuration: TOML file + `-o section.key=value` overrides, validated, with errors naming the key and file/line.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer};
+
+pub const DEFAULT_PATH: &str = "/etc/auditty.conf";
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub spool: Spool,
+    pub record: Record,
+    pub mail: Mail,
+    pub syslog: Syslog,
+    pub policy: Policy,
+    pub hook: Hook,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Spool {
+    /// Private spool (root:auditty 0770): active/, queue/, sent/, failed/.
+    pub dir: PathBuf,
+    /// Registry of live recordings' PTYs (root:auditty 0775, world-readable): the nesting guard.
+    pub run_dir: PathBuf,
+    /// Days a delivered recording is kept in sent/ (0 removes it at once).
+    pub keep_days: u32,
+    /// Upper bound of the whole spool in bytes (0 = unbounded); oldest sent/ recordings go first.
+    #[serde(deserialize_with = "size")]
+    pub max_size: u64,
+}
+
+impl Default for Spool {
+    fn default() -> Self {
+        Spool {
+            dir: "/var/spool/auditty".into(),
+            run_dir: "/run/auditty".into(),
+            keep_days: 7,
+            max_size: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimingFormat {
+    Classic,
+    Advanced,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Record {
+    /// Record keystrokes too (never while the terminal's echo is off). Forces advanced timing.
+    pub input: bool,
+    pub timing: TimingFormat,
+    /// Text shown on the user's terminal before the shell starts.
+    pub banner: String,
+    /// ForceCommand mode: record non-interactive commands through pipes.
+    pub noninteractive: bool,
+}
+
+impl Default for Record {
+    fn default() -> Self {
+        Record {
+            input: false,
+            timing: TimingFormat::Classic,
+            banner: String::new(),
+            noninteractive: false,
+        }
+    }
+}
+
+impl Record {
+    /// The timing format actually written: advanced whenever input is recorded.
+    pub fn effective_timing(&self) -> TimingFormat {
+        if self.input {
+            TimingFormat::Advanced
+        } else {
+            self.timing
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mail {
+    /// none | sendmail | smtp://host[:port][?tls=required] | smtps://host[:port]
+    pub transport: String,
+    #[serde(deserialize_with = "string_or_list")]
+    pub to: Vec<String>,
+    pub from: Option<String>,
+    pub subject: String,
+    pub sendmail_path: PathBuf,
+    pub user: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// Seconds for connect and each SMTP command, and for sendmail to finish.
+    pub timeout: u64,
+    pub compress_level: u32,
+    #[serde(deserialize_with = "size")]
+    pub max_size: u64,
+}
+
+impl Default for Mail {
+    fn default() -> Self {
+        Mail {
+            transport: "none".into(),
+            to: Vec::new(),
+            from: None,
+            subject: "[auditty] {user}@{host} {tty} {start} ({duration}, {exit})".into(),
+            sendmail_path: "/usr/sbin/sendmail".into(),
+            user: None,
+            password_file: None,
+            timeout: 30,
+            compress_level: 6,
+            max_size: 10 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Syslog {
+    /// unix:/dev/log | unix:PATH | udp://host:port | tcp://host:port | none
+    pub target: String,
+    pub facility: String,
+    pub tag: String,
+}
+
+impl Default for Syslog {
+    fn default() -> Self {
+        Syslog {
+            target: "unix:/dev/log".into(),
+            facility: "authpriv".into(),
+            tag: "auditty".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    Open,
+    Closed,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    pub on_error: OnError,
+    #[serde(deserialize_with = "string_or_list")]
+    pub exempt_users: Vec<String>,
+    #[serde(deserialize_with = "string_or_list")]
+    pub exempt_groups: Vec<String>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            on_error: OnError::Open,
+            exempt_users: Vec::new(),
+            exempt_groups: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Hook {
+    /// Log each command through the shell hook.
+    pub enabled: bool,
+    /// Where the per-session directory holding the command FIFO is made (mode 0700, owned by the user).
+    pub fifo_dir: PathBuf,
+}
+
+impl Default for Hook {
+    fn default() -> Self {
+        Hook {
+            enabled: true,
+            fifo_dir: "/tmp".into(),
+        }
+    }
+}
+
+/// A configuration error an administrator can act on: which key, which file and line, what is wrong.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Where the configuration comes from.
+pub struct Source<'a> {
+    /// The file; `None` means the default path, where a missing file means built-in defaults.
+    pub file: Option<&'a Path>,
+    /// `-o section.key=value` overrides, in order.
+    pub overrides: &'a [String],
+}
+
+impl Config {
+    /// Load and validate. A missing default file gives the built-in defaults; an explicit missing file is an error.
+    pub fn load(src: &Source<'_>) -> Result<Config, ConfigError> {
+        let path = src.file.unwrap_or(Path::new(DEFAULT_PATH));
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && src.file.is_none() => {
+                String::new()
+            }
+            Err(e) => {
+                return Err(ConfigError(format!(
+                    "cannot read config {}: {e}",
+                    path.display()
+                )));
+            }
+        };
+        Self::parse(&text, &path.display().to_string(), src.overrides)
+    }
+
+    /// Parse `text` (named `origin` in errors) and apply the overrides.
+    pub fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<Config, ConfigError> {
+        let cfg: Config =
+            toml::from_str(text).map_err(|e| ConfigError(describe_toml_error(origin, text, &e)))?;
+        cfg.validate(origin)?;
+        if overrides.is_empty() {
+            return Ok(cfg);
+        }
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError(format!("{origin}: {e}")))?;
+        for ov in overrides {
+            apply_override(&mut table, ov)?;
+            let merged = toml::Value::Table(table.clone());
+            let cfg: Config = merged
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError(format!("-o {ov}: {}", e.message())))?;
+            cfg.validate(&format!("-o {ov}"))?;
+        }
+        let cfg: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError(e.message().to_string()))?;
+        Ok(cfg)
+    }
+
+    /// Checks serde cannot express; errors name the key.
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |key: &str, msg: String| Err(ConfigError(format!("{origin}: {key}: {msg}")));
+        if !self.spool.dir.is_absolute() {
+            return bad(
+                "spool.dir",
+                format!("must be an absolute path, got {:?}", self.spool.dir),
+            );
+        }
+        if !self.spool.run_dir.is_absolute() {
+            return bad(
+                "spool.run_dir",
+                format!("must be an absolute path, got {:?}", self.spool.run_dir),
+            );
+        }
+        if !self.hook.fifo_dir.is_absolute() {
+            return bad(
+                "hook.fifo_dir",
+                format!("must be an absolute path, got {:?}", self.hook.fifo_dir),
+            );
+        }
+        if !self.mail.sendmail_path.is_absolute() {
+            return bad(
+                "mail.sendmail_path",
+                format!(
+                    "must be an absolute path (no PATH lookup), got {:?}",
+                    self.mail.sendmail_path
+                ),
+            );
+        }
+        let t = self.mail.transport.as_str();
+        if !(t == "none"
+            || t == "sendmail"
+            || t.starts_with("smtp://")
+            || t.starts_with("smtps://"))
+        {
+            return bad(
+                "mail.transport",
+                format!(
+                    "expected none, sendmail, smtp://host[:port][?tls=required] or smtps://host[:port], got {t:?}"
+                ),
+            );
+        }
+        if self.mail.compress_level > 9 {
+            return bad(
+                "mail.compress_level",
+                format!("must be 0..9, got {}", self.mail.compress_level),
+            );
+        }
+        if self.mail.timeout == 0 {
+            return bad("mail.timeout", "must be at least 1 second".into());
+        }
+        for addr in &self.mail.to {
+            if !addr.contains('@') || addr.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                return bad("mail.to", format!("not an email address: {addr:?}"));
+            }
+        }
+        let tg = self.syslog.target.as_str();
+        if !(tg == "none"
+            || tg.starts_with("unix:")
+            || tg.starts_with("udp://")
+            || tg.starts_with("tcp://"))
+        {
+            return bad(
+                "syslog.target",
+                format!("expected unix:PATH, udp://host:port, tcp://host:port or none, got {tg:?}"),
+            );
+        }
+        if facility_code(&self.syslog.facility).is_none() {
+            return bad(
+                "syslog.facility",
+                format!(
+                    "unknown facility {:?} (e.g. authpriv, auth, user, local0..local7)",
+                    self.syslog.facility
+                ),
+            );
+        }
+        if self.syslog.tag.is_empty()
+            || self.syslog.tag.len() > 32
+            || !self
+                .syslog
+                .tag
+                .chars()
+                .all(|c| c.is_ascii_graphic() && c != ':' && c != '[')
+        {
+            return bad(
+                "syslog.tag",
+                format!(
+                    "must be 1-32 printable ASCII characters without ':' or '[', got {:?}",
+                    self.syslog.tag
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Syslog facility names (RFC 3164 numbers).
+pub fn facility_code(name: &str) -> Option<u8> {
+    Some(match name {
+        "kern" => 0,
+        "user" => 1,
+        "mail" => 2,
+        "daemon" => 3,
+        "auth" => 4,
+        "syslog" => 5,
+        "lpr" => 6,
+        "news" => 7,
+        "uucp" => 8,
+        "cron" => 9,
+        "authpriv" => 10,
+        "ftp" => 11,
+        "local0" => 16,
+        "local1" => 17,
+        "local2" => 18,
+        "local3" => 19,
+        "local4" => 20,
+        "local5" => 21,
+        "local6" => 22,
+        "local7" => 23,
+        _ => return None,
+    })
+}
+
+fn describe_toml_error(origin: &str, text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("{origin}:{line}: {}", e.message())
+        }
+        None => format!("{origin}: {}", e.message()),
+    }
+}
+
+/// Apply `section.key=value`: the value is a TOML value where it parses as one, a plain string otherwise.
+fn apply_override(table: &mut toml::Table, ov: &str) -> Result<(), ConfigError> {
+    let (key, raw) = ov
+        .split_once('=')
+        .ok_or_else(|| ConfigError(format!("-o {ov}: expected section.key=value")))?;
+    let (section, name) = key
+        .trim()
+        .split_once('.')
+        .ok_or_else(|| ConfigError(format!("-o {ov}: key must be section.key (e.g. mail.to)")))?;
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let entry = table
+        .entry(section.to_string())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    match entry {
+        toml::Value::Table(t) => {
+            t.insert(name.to_string(), value);
+            Ok(())
+        }
+        _ => Err(ConfigError(format!("-o {ov}: {section} is not a section"))),
+    }
+}
+
+fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(
+        match OneOrMany::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("expected a string or a list of strings"))?
+        {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        },
+    )
+}
+
+/// A size in bytes: an integer, or a string with a K/M/G suffix (powers of 1024).
+fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Size::deserialize(d)
+        .map_err(|_| serde::de::Error::custom("expected a size such as 10485760 or \"10M\""))?
+    {
+        Size::Bytes(n) => Ok(n),
+        Size::Text(s) => parse_size(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!("invalid size {s:?} (use e.g. 512K, 10M, 2G)"))
+        }),
+    }
+}
+
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last()?.to_ascii_uppercase() {
+        'K' => (&s[..s.len() - 1], 1u64 << 10),
+        'M' => (&s[..s.len() - 1], 1 << 20),
+        'G' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(mult)
+}
+
+/// The effective configuration as `section.key = value` lines (for `check-config`).
+pub fn describe(cfg: &Config) -> BTreeMap<&'static str, String> {
+    let mut m = BTreeMap::new();
+    m.insert("spool.dir", cfg.spool.dir.display().to_string());
+    m.insert("spool.run_dir", cfg.spool.run_dir.display().to_string());
+    m.insert("spool.keep_days", cfg.spool.keep_days.to_string());
+    m.insert("spool.max_size", cfg.spool.max_size.to_string());
+    m.insert("record.input", cfg.record.input.to_string());
+    m.insert(
+        "record.timing",
+        format!("{:?}", cfg.record.timing).to_lowercase(),
+    );
+    m.insert("record.banner", format!("{:?}", cfg.record.banner));
+    m.insert(
+        "record.noninteractive",
+        cfg.record.noninteractive.to_string(),
+    );
+    m.insert("mail.transport", cfg.mail.transport.clone());
+    m.insert("mail.to", format!("{:?}", cfg.mail.to));
+    m.insert("syslog.target", cfg.syslog.target.clone());
+    m.insert("syslog.facility", cfg.syslog.facility.clone());
+    m.insert(
+        "policy.on_error",
+        format!("{:?}", cfg.policy.on_error).to_lowercase(),
+    );
+    m.insert("hook.enabled", cfg.hook.enabled.to_string());
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_when_empty() {
+        let c = Config::parse("", "x", &[]).unwrap();
+        assert_eq!(c.spool.dir, PathBuf::from("/var/spool/auditty"));
+        assert_eq!(c.record.effective_timing(), TimingFormat::Classic);
+        assert_eq!(c.mail.transport, "none");
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let e = Config::parse(
+            "[record]\ninput = true\nbogus = 1\n",
+            "/etc/auditty.conf",
+            &[],
+        )
+        .unwrap_err()
+        .0;
+        assert!(e.contains("/etc/auditty.conf:3"), "{e}");
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_names_line() {
+        let e = Config::parse("[record]\n\ntiming = \"fancy\"\n", "f.conf", &[])
+            .unwrap_err()
+            .0;
+        assert!(e.contains("f.conf:3"), "{e}");
+        assert!(e.contains("fancy"), "{e}");
+    }
+
+    #[test]
+    fn overrides_parse_toml_or_string() {
+        let ov = vec![
+            "record.input=true".to_string(),
+            "mail.to=a@example.com".to_string(),
+            "mail.timeout=5".to_string(),
+        ];
+        let c = Config::parse("", "x", &ov).unwrap();
+        assert!(c.record.input);
+        assert_eq!(c.record.effective_timing(), TimingFormat::Advanced);
+        assert_eq!(c.mail.to, vec!["a@example.com".to_string()]);
+        assert_eq!(c.mail.timeout, 5);
+        let c = Config::parse("", "x", &["mail.to=[\"a@x.org\",\"b@y.org\"]".to_string()]).unwrap();
+        assert_eq!(c.mail.to.len(), 2);
+        let c = Config::parse("", "x", &["record.banner=Recorded session".to_string()]).unwrap();
+        assert_eq!(c.record.banner, "Recorded session");
+    }
+
+    #[test]
+    fn bad_override_names_it() {
+        let e = Config::parse("", "x", &["record.nope=1".to_string()])
+            .unwrap_err()
+            .0;
+        assert!(e.contains("-o record.nope=1") && e.contains("nope"), "{e}");
+        let e = Config::parse("", "x", &["record.input=maybe".to_string()])
+            .unwrap_err()
+            .0;
+        assert!(e.contains("-o record.input=maybe"), "{e}");
+        let e = Config::parse("", "x", &["mail.transport=pigeon".to_string()])
+            .unwrap_err()
+            .0;
+        assert!(e.contains("mail.transport"), "{e}");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("10M"), Some(10 << 20));
+        assert_eq!(parse_size("512"), Some(512));
+        assert_eq!(parse_size("x"), None);
+        let c = Config::parse("[mail]\nmax_size = \"2M\"\n", "x", &[]).unwrap();
+        assert_eq!(c.mail.max_size, 2 << 20);
+    }
+}

@@ -1,0 +1,95 @@
+//! The typescript (data) file's header and footer lines, exactly as util-linux 2.38 `script` writes them.
+
+use time::{OffsetDateTime, UtcOffset, macros::format_description};
+
+/// `YYYY-MM-DD HH:MM:SS+HH:MM` in the given offset, as `script` prints times.
+pub fn script_time(t: OffsetDateTime, offset: UtcOffset) -> String {
+    let fmt = format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second][offset_hour sign:mandatory]:[offset_minute]"
+    );
+    t.to_offset(offset).format(&fmt).expect("time formats")
+}
+
+/// What the header says about the terminal.
+pub struct HeaderInfo<'a> {
+    pub command: Option<&'a str>,
+    pub term: Option<&'a str>,
+    pub tty: Option<&'a str>,
+    pub columns: u16,
+    pub lines: u16,
+}
+
+/// `Script started on <time> [COMMAND="…" TERM="…" TTY="…" COLUMNS="n" LINES="n"]\n`
+/// (newlines in the command become spaces, as in `script`; quotes are kept as they are).
+pub fn header(start: &str, info: &HeaderInfo<'_>) -> Vec<u8> {
+    let mut fields = Vec::new();
+    if let Some(c) = info.command {
+        fields.push(format!("COMMAND=\"{}\"", c.replace('\n', " ")));
+    }
+    if let Some(t) = info.term {
+        fields.push(format!("TERM=\"{}\"", t.replace('\n', " ")));
+    }
+    if let Some(t) = info.tty {
+        fields.push(format!("TTY=\"{}\"", t.replace('\n', " ")));
+    }
+    fields.push(format!(
+        "COLUMNS=\"{}\" LINES=\"{}\"",
+        info.columns, info.lines
+    ));
+    format!("Script started on {start} [{}]\n", fields.join(" ")).into_bytes()
+}
+
+/// `\nScript done on <time> [<status>]\n`, with status `COMMAND_EXIT_CODE="n"` or an explicit mark such as
+/// `<recorder killed>`.
+pub fn footer(end: &str, exit_code: Option<i32>, mark: Option<&str>) -> Vec<u8> {
+    let status = match (exit_code, mark) {
+        (_, Some(m)) => format!("<{m}>"),
+        (Some(c), None) => format!("COMMAND_EXIT_CODE=\"{c}\""),
+        (None, None) => "<exit code unknown>".to_string(),
+    };
+    format!("\nScript done on {end} [{status}]\n").into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_matches_script() {
+        let h = header(
+            "2026-11-22 03:58:47+00:00",
+            &HeaderInfo {
+                command: Some("echo hi;\necho x"),
+                term: Some("xterm-256color"),
+                tty: Some("/dev/pts/0"),
+                columns: 100,
+                lines: 30,
+            },
+        );
+        assert_eq!(
+            String::from_utf8(h).unwrap(),
+            "Script started on 2026-11-22 03:58:47+00:00 [COMMAND=\"echo hi; echo x\" TERM=\"xterm-256color\" TTY=\"/dev/pts/0\" COLUMNS=\"100\" LINES=\"30\"]\n"
+        );
+    }
+
+    #[test]
+    fn footer_matches_script() {
+        assert_eq!(
+            footer("2026-11-22 03:58:47+00:00", Some(7), None),
+            b"\nScript done on 2026-11-22 03:58:47+00:00 [COMMAND_EXIT_CODE=\"7\"]\n"
+        );
+        assert_eq!(
+            footer("T", Some(0), Some("recorder killed")),
+            b"\nScript done on T [<recorder killed>]\n"
+        );
+    }
+
+    #[test]
+    fn time_has_offset() {
+        let t = OffsetDateTime::from_unix_timestamp(1_795_320_000).unwrap();
+        assert_eq!(
+            script_time(t, UtcOffset::from_hms(-5, 0, 0).unwrap()),
+            "2026-11-21 20:20:00-05:00"
+        );
+    }
+}

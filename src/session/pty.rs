@@ -1,0 +1,60 @@
+//! The PTY the recorded shell runs on: open it with the user's settings and start the shell as its session leader.
+
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
+
+use anyhow::{Context, Result, bail};
+use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+use nix::pty::{Winsize, openpty};
+use nix::sys::termios::Termios;
+use nix::sys::wait::waitpid;
+use nix::unistd::{Pid, pipe2};
+
+use crate::sys::{self, ExecPlan};
+
+pub struct Pty {
+    pub master: OwnedFd,
+    pub slave: OwnedFd,
+    /// e.g. /dev/pts/7
+    pub name: String,
+}
+
+impl Pty {
+    /// Open a PTY pair with the given settings and size; both ends close-on-exec, the master non-blocking.
+    pub fn open(termios: Option<&Termios>, winsize: Option<&Winsize>) -> Result<Pty> {
+        let r = openpty(winsize, termios).context("cannot open a pseudo-terminal (openpty)")?;
+        for fd in [&r.master, &r.slave] {
+            fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).context("fcntl FD_CLOEXEC")?;
+        }
+        let fl = OFlag::from_bits_truncate(
+            fcntl(&r.master, FcntlArg::F_GETFL).context("fcntl F_GETFL")?,
+        );
+        fcntl(&r.master, FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK)).context("fcntl O_NONBLOCK")?;
+        let name = nix::unistd::ttyname(&r.slave)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        Ok(Pty {
+            master: r.master,
+            slave: r.slave,
+            name,
+        })
+    }
+
+    /// Start `plan` on the slave as a new session leader. Exec failures (e.g. a missing shell) are reported here.
+    pub fn spawn(&self, plan: &ExecPlan) -> Result<Pid> {
+        let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).context("pipe2")?;
+        let pid =
+            sys::spawn_on_pty(plan, self.slave.as_fd(), &err_w).context("cannot fork the shell")?;
+        drop(err_w);
+        let mut errno = [0u8; 4];
+        let mut f = std::fs::File::from(err_r);
+        match f.read(&mut errno) {
+            Ok(4) => {
+                let _ = waitpid(pid, None);
+                let e = std::io::Error::from_raw_os_error(i32::from_ne_bytes(errno));
+                bail!("cannot execute {}: {e}", plan.path())
+            }
+            _ => Ok(pid),
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! The user's terminal (stdin): raw mode while the session runs, restored on every exit path (drop, error, panic).
+
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+use nix::sys::termios::{SetArg, Termios, cfmakeraw, tcgetattr, tcsetattr};
+
+/// The saved terminal state, for the panic hook (Drop does not run with panic = "abort").
+static SAVED: Mutex<Option<Termios>> = Mutex::new(None);
+
+/// Restores the saved terminal settings when dropped.
+pub struct RawMode {
+    saved: Termios,
+}
+
+impl RawMode {
+    /// Put stdin's terminal in raw mode (cfmakeraw), remembering its settings.
+    pub fn enter() -> Result<RawMode> {
+        let saved =
+            tcgetattr(std::io::stdin()).context("cannot read the terminal settings (tcgetattr)")?;
+        *SAVED.lock().unwrap_or_else(|e| e.into_inner()) = Some(saved.clone());
+        let mode = RawMode { saved };
+        mode.reapply();
+        Ok(mode)
+    }
+
+    /// (Re-)apply raw mode, e.g. after SIGCONT when a job-control stop may have reset the terminal.
+    pub fn reapply(&self) {
+        let mut raw = self.saved.clone();
+        cfmakeraw(&mut raw);
+        let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, &raw);
+    }
+
+    pub fn saved(&self) -> &Termios {
+        &self.saved
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = tcsetattr(std::io::stdin(), SetArg::TCSADRAIN, &self.saved);
+        *SAVED.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+/// Install a panic hook that restores the terminal before the default hook reports the panic.
+pub fn restore_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if let Some(saved) = SAVED.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, &saved);
+        }
+        default(info);
+    }));
+}

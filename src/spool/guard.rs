@@ -1,0 +1,172 @@
+//! The nesting guard: a registry, writable only by group auditty, of the PTYs that live recordings run on.
+//! "Is this terminal inside a recording?" is answered from it, never from the environment.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// One live recording as the registry knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    pub id: String,
+    pub writer_pid: u32,
+    /// The writer's start time in clock ticks since boot (/proc/<pid>/stat field 22), against pid reuse.
+    pub writer_start: u64,
+    pub uid: u32,
+    pub pty: String,
+    /// The command FIFO the shell hook writes into (empty when the hook is off).
+    pub fifo: String,
+}
+
+/// Registry file name for a terminal path: /dev/pts/5 → "pts-5".
+pub fn tty_key(tty: &str) -> String {
+    tty.trim_start_matches("/dev/").replace('/', "-")
+}
+
+/// Registry file name for an audit session id (shells in tmux/screen panes inherit it).
+pub fn session_key(audit_session: u32) -> String {
+    format!("session-{audit_session}")
+}
+
+/// The kernel audit session id of this process, if pam_loginuid set one (4294967295 means unset).
+pub fn audit_session_id() -> Option<u32> {
+    let s = std::fs::read_to_string("/proc/self/sessionid").ok()?;
+    let n: u32 = s.trim().parse().ok()?;
+    (n != u32::MAX).then_some(n)
+}
+
+/// The audit login uid, if set.
+pub fn login_uid() -> Option<u32> {
+    let s = std::fs::read_to_string("/proc/self/loginuid").ok()?;
+    let n: u32 = s.trim().parse().ok()?;
+    (n != u32::MAX).then_some(n)
+}
+
+/// Start time (field 22 of /proc/<pid>/stat) of a live process.
+pub fn process_start(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: fields resume after the last ')'.
+    let rest = &s[s.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+impl Registration {
+    fn render(&self) -> String {
+        format!(
+            "id={}\nwriter_pid={}\nwriter_start={}\nuid={}\npty={}\nfifo={}\n",
+            self.id, self.writer_pid, self.writer_start, self.uid, self.pty, self.fifo
+        )
+    }
+
+    fn parse(text: &str) -> Option<Registration> {
+        let get = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k)?.strip_prefix('='))
+                .map(str::to_string)
+        };
+        Some(Registration {
+            id: get("id")?,
+            writer_pid: get("writer_pid")?.parse().ok()?,
+            writer_start: get("writer_start")?.parse().ok()?,
+            uid: get("uid")?.parse().ok()?,
+            pty: get("pty")?,
+            fifo: get("fifo")?,
+        })
+    }
+
+    /// The writer that registered is still the same live process.
+    pub fn is_live(&self) -> bool {
+        process_start(self.writer_pid) == Some(self.writer_start)
+    }
+
+    /// Publish under each key (tty, and audit session when known), atomically, world-readable.
+    pub fn publish(&self, run_dir: &Path, keys: &[String]) -> Result<()> {
+        for key in keys {
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".reg.")
+                .permissions(std::fs::Permissions::from_mode(0o644))
+                .tempfile_in(run_dir)
+                .with_context(|| {
+                    format!("cannot write to the guard registry {}", run_dir.display())
+                })?;
+            tmp.write_all(self.render().as_bytes())?;
+            tmp.persist(run_dir.join(key))
+                .with_context(|| format!("cannot publish {}/{key}", run_dir.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Remove our entries (only those still naming this recording).
+    pub fn withdraw(&self, run_dir: &Path, keys: &[String]) {
+        for key in keys {
+            let p = run_dir.join(key);
+            if read(&p).is_some_and(|r| r.id == self.id) {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+fn read(p: &PathBuf) -> Option<Registration> {
+    Registration::parse(&std::fs::read_to_string(p).ok()?)
+}
+
+/// The live recording that `tty` (or, failing that, this process's audit session) belongs to.
+pub fn lookup(
+    run_dir: &Path,
+    tty: Option<&str>,
+    audit_session: Option<u32>,
+) -> Option<Registration> {
+    let mut keys = Vec::new();
+    if let Some(t) = tty {
+        keys.push(tty_key(t));
+    }
+    if let Some(s) = audit_session {
+        keys.push(session_key(s));
+    }
+    keys.into_iter()
+        .filter_map(|k| read(&run_dir.join(k)))
+        .find(Registration::is_live)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_lookup_withdraw() {
+        let d = tempfile::tempdir().unwrap();
+        let me = std::process::id();
+        let r = Registration {
+            id: "rec1".into(),
+            writer_pid: me,
+            writer_start: process_start(me).unwrap(),
+            uid: 1000,
+            pty: "/dev/pts/9".into(),
+            fifo: "/tmp/x/cmd".into(),
+        };
+        let keys = vec![tty_key("/dev/pts/9"), session_key(7)];
+        r.publish(d.path(), &keys).unwrap();
+        assert_eq!(lookup(d.path(), Some("/dev/pts/9"), None), Some(r.clone()));
+        assert_eq!(
+            lookup(d.path(), Some("/dev/pts/1"), Some(7)),
+            Some(r.clone())
+        );
+        assert_eq!(lookup(d.path(), Some("/dev/pts/1"), Some(8)), None);
+        let stale = Registration {
+            writer_start: r.writer_start + 1,
+            ..r.clone()
+        };
+        stale.publish(d.path(), &keys[..1]).unwrap();
+        assert_eq!(
+            lookup(d.path(), Some("/dev/pts/9"), None),
+            None,
+            "pid reuse must not count as live"
+        );
+        r.publish(d.path(), &keys).unwrap();
+        r.withdraw(d.path(), &keys);
+        assert_eq!(lookup(d.path(), Some("/dev/pts/9"), Some(7)), None);
+    }
+}

@@ -1,0 +1,449 @@
+//! The spool writer process: owns a recording's files, turns relay frames and hook records into typescript, timing,
+//! input and commands.log, survives the relay's death, and on EOF completes the recording and hands it to delivery.
+
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::Flock;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use time::{OffsetDateTime, UtcOffset};
+
+use crate::config::{Config, TimingFormat};
+use crate::hook::fifo::{CommandRecord, RecordParser};
+use crate::record::meta::{EndReason, Meta};
+use crate::record::timing::TimingWriter;
+use crate::record::typescript;
+use crate::spool::frames::{self, Kind};
+use crate::spool::guard::{self, Registration};
+use crate::spool::layout::Spool;
+use crate::syslog::Logger;
+
+/// Buffered bytes are written out at least this often, so a SIGKILL of both processes loses at most this much.
+const FLUSH_EVERY: Duration = Duration::from_millis(500);
+/// ... or as soon as this much is buffered.
+const FLUSH_BYTES: usize = 256 << 10;
+/// If the disk refuses writes, keep at most this much waiting, then count the rest as lost.
+const MAX_BACKLOG: usize = 32 << 20;
+
+/// Everything the writer knows before the session starts (prepared by `cmd::session` before fork).
+pub struct WriterPlan {
+    pub cfg: Config,
+    pub spool: Spool,
+    pub dir: PathBuf,
+    pub meta: Meta,
+    pub format: TimingFormat,
+    /// CLOCK_MONOTONIC (ns) when the log was opened: the first timing delta counts from here.
+    pub opened_ns: u64,
+    pub offset: UtcOffset,
+    pub start_wall: OffsetDateTime,
+    pub fifo: Option<PathBuf>,
+    pub audit_session: Option<u32>,
+}
+
+/// The open files of a recording.
+pub struct WriterFiles {
+    pub typescript: File,
+    pub timing: File,
+    pub input: Option<File>,
+    pub commands: File,
+    pub lock: Flock<File>,
+}
+
+/// CLOCK_MONOTONIC in nanoseconds.
+pub fn monotonic_ns() -> u64 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC");
+    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+}
+
+/// A file with a userspace buffer that is written out in big chunks; write errors are counted, never fatal.
+struct Sink {
+    name: &'static str,
+    file: File,
+    buf: Vec<u8>,
+}
+
+impl Sink {
+    fn new(name: &'static str, file: File) -> Sink {
+        Sink {
+            name,
+            file,
+            buf: Vec::with_capacity(FLUSH_BYTES),
+        }
+    }
+
+    /// Write the buffer out; on error keep it (up to MAX_BACKLOG) and report. Returns bytes dropped.
+    fn flush(&mut self, errors: &mut Vec<String>) -> u64 {
+        let mut done = 0;
+        while done < self.buf.len() {
+            match self.file.write(&self.buf[done..]) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let msg = format!("{}: {e}", self.name);
+                    if errors.last() != Some(&msg) && errors.len() < 20 {
+                        errors.push(msg);
+                    }
+                    break;
+                }
+            }
+        }
+        self.buf.drain(..done);
+        if self.buf.len() > MAX_BACKLOG {
+            let lost = self.buf.len() as u64;
+            self.buf.clear();
+            return lost;
+        }
+        0
+    }
+}
+
+struct Writer {
+    plan: WriterPlan,
+    timing: TimingWriter,
+    ts: Sink,
+    tm: Sink,
+    input: Option<Sink>,
+    commands: Sink,
+    last_flush: Instant,
+    log: Logger,
+    registration: Option<(Registration, Vec<String>)>,
+    end: Option<(i32, EndReason, String)>,
+}
+
+/// Run the writer until the relay's pipe reaches EOF, then complete and queue the recording. Returns the exit code.
+pub fn run(plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
+    let mut log = Logger::new(&plan.cfg.syslog);
+    let timing = TimingWriter::new(plan.format, plan.opened_ns);
+    let mut w = Writer {
+        timing,
+        ts: Sink::new("typescript", files.typescript),
+        tm: Sink::new("timing", files.timing),
+        input: files.input.map(|f| Sink::new("input", f)),
+        commands: Sink::new("commands.log", files.commands),
+        last_flush: Instant::now(),
+        log: Logger::new(&plan.cfg.syslog),
+        registration: None,
+        end: None,
+        plan,
+    };
+    std::mem::swap(&mut w.log, &mut log);
+    w.write_headers();
+    let fifo = w.plan.fifo.as_ref().and_then(|p| open_fifo(p));
+    let mut parser = RecordParser::default();
+    let mut data = File::from(data);
+    let mut inbuf = vec![0u8; 256 << 10];
+    let mut pending: Vec<u8> = Vec::new();
+    let mut corrupt = None;
+    loop {
+        let mut fds = vec![PollFd::new(data.as_fd(), PollFlags::POLLIN)];
+        if let Some((r, _)) = &fifo {
+            fds.push(PollFd::new(r.as_fd(), PollFlags::POLLIN));
+        }
+        let _ = poll(&mut fds, PollTimeout::from(250u16));
+        let data_ready = fds[0].revents().is_some_and(|r| !r.is_empty());
+        let fifo_ready = fds
+            .get(1)
+            .and_then(|f| f.revents())
+            .is_some_and(|r| !r.is_empty());
+        drop(fds);
+        if fifo_ready && let Some((r, _)) = &fifo {
+            w.read_commands(r, &mut parser);
+        }
+        if data_ready {
+            match data.read(&mut inbuf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    pending.extend_from_slice(&inbuf[..n]);
+                    let mut at = 0;
+                    loop {
+                        match frames::decode(&pending[at..]) {
+                            Ok(Some((f, used))) => {
+                                w.handle(f.kind, f.ts_ns, f.payload);
+                                at += used;
+                            }
+                            Ok(None) => break,
+                            Err(e) => {
+                                corrupt = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                    pending.drain(..at);
+                    if corrupt.is_some() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    corrupt = Some(format!("reading the relay pipe: {e}"));
+                    break;
+                }
+            }
+        }
+        if w.ts.buf.len() + w.tm.buf.len() >= FLUSH_BYTES || w.last_flush.elapsed() >= FLUSH_EVERY {
+            w.flush(false);
+        }
+    }
+    if let Some(e) = corrupt {
+        w.plan.meta.write_errors.push(format!("relay stream: {e}"));
+    }
+    if let Some((r, _)) = &fifo {
+        w.read_commands(r, &mut parser);
+    }
+    w.finish();
+    0
+}
+
+/// Open the FIFO for reading without blocking, plus a write end we keep so it never reports EOF.
+fn open_fifo(p: &std::path::Path) -> Option<(File, File)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let r = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(p)
+        .ok()?;
+    let w = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(p)
+        .ok()?;
+    Some((r, w))
+}
+
+impl Writer {
+    fn write_headers(&mut self) {
+        let m = &self.plan.meta;
+        let info = typescript::HeaderInfo {
+            command: m.command.as_deref(),
+            term: m.term.as_deref(),
+            tty: m.tty.as_deref(),
+            columns: m.columns,
+            lines: m.lines,
+        };
+        let header = typescript::header(&m.start, &info);
+        self.ts.buf.extend_from_slice(&header);
+        if let Some(i) = &mut self.input {
+            i.buf.extend_from_slice(&header);
+        }
+        let t = &mut self.timing;
+        let b = &mut self.tm.buf;
+        t.info(b, "START_TIME", &m.start);
+        if m.tty.is_some() {
+            t.info(b, "TERM", m.term.as_deref().unwrap_or("(null)"));
+            t.info(b, "TTY", m.tty.as_deref().unwrap_or(""));
+            t.info(b, "COLUMNS", &m.columns.to_string());
+            t.info(b, "LINES", &m.lines.to_string());
+        }
+        t.info(b, "SHELL", &m.shell);
+        if let Some(c) = &m.command {
+            t.info(b, "COMMAND", c);
+        }
+        t.info(b, "TIMING_LOG", "timing");
+        t.info(b, "OUTPUT_LOG", "typescript");
+        if self.input.is_some() {
+            t.info(b, "INPUT_LOG", "input");
+        }
+        self.flush(false);
+    }
+
+    fn handle(&mut self, kind: Kind, ts: u64, p: &[u8]) {
+        match kind {
+            Kind::Output => {
+                self.ts.buf.extend_from_slice(p);
+                self.timing.output(&mut self.tm.buf, ts, p.len());
+                self.plan.meta.bytes_out += p.len() as u64;
+            }
+            Kind::Input => {
+                if let Some(i) = &mut self.input {
+                    i.buf.extend_from_slice(p);
+                    self.timing.input(&mut self.tm.buf, ts, p.len());
+                    self.plan.meta.bytes_in += p.len() as u64;
+                }
+            }
+            Kind::InputWithheld => {
+                if let Ok(b) = p.try_into() {
+                    self.plan.meta.input_withheld_bytes += u32::from_le_bytes(b) as u64;
+                }
+            }
+            Kind::Resize => {
+                if p.len() == 4 {
+                    let rows = u16::from_le_bytes([p[0], p[1]]);
+                    let cols = u16::from_le_bytes([p[2], p[3]]);
+                    self.timing.resize(&mut self.tm.buf, ts, rows, cols);
+                }
+            }
+            Kind::Signal => {
+                let name = String::from_utf8_lossy(p).into_owned();
+                self.timing.signal(&mut self.tm.buf, ts, &name);
+            }
+            Kind::Flush => self.flush(true),
+            Kind::Started => self.started(p),
+            Kind::End => {
+                if p.len() >= 5 {
+                    let status = i32::from_le_bytes(p[..4].try_into().unwrap());
+                    let reason = match p[4] {
+                        0 => EndReason::Exit,
+                        1 => EndReason::Hangup,
+                        2 => EndReason::Signal,
+                        _ => EndReason::Killed,
+                    };
+                    self.end = Some((
+                        status,
+                        reason,
+                        String::from_utf8_lossy(&p[5..]).into_owned(),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The shell runs on its PTY: register the PTY in the guard and log the session start.
+    fn started(&mut self, p: &[u8]) {
+        let text = String::from_utf8_lossy(p);
+        let mut parts = text.split('\0');
+        let pty = parts.next().unwrap_or("").to_string();
+        self.plan.meta.pty = Some(pty.clone()).filter(|s| !s.is_empty());
+        let me = std::process::id();
+        if let (false, Some(start)) = (pty.is_empty(), guard::process_start(me)) {
+            let reg = Registration {
+                id: self.plan.meta.id.clone(),
+                writer_pid: me,
+                writer_start: start,
+                uid: self.plan.meta.uid,
+                pty: pty.clone(),
+                fifo: self
+                    .plan
+                    .fifo
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            };
+            let mut keys = vec![guard::tty_key(&pty)];
+            if let Some(s) = self.plan.audit_session {
+                keys.push(guard::session_key(s));
+            }
+            match reg.publish(&self.plan.cfg.spool.run_dir, &keys) {
+                Ok(()) => self.registration = Some((reg, keys)),
+                Err(e) => self
+                    .plan
+                    .meta
+                    .write_errors
+                    .push(format!("nesting guard: {e:#}")),
+            }
+        }
+        let _ = self.plan.meta.write(&self.plan.dir);
+        crate::syslog::session_start(&mut self.log, &self.plan.meta);
+    }
+
+    fn read_commands(&mut self, fifo: &File, parser: &mut RecordParser) {
+        let mut buf = [0u8; 16 << 10];
+        loop {
+            match (&*fifo).read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    for rec in parser.feed(&buf[..n]) {
+                        self.command(&rec);
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn command(&mut self, rec: &CommandRecord) {
+        let now = OffsetDateTime::now_utc();
+        let t = now.unix_timestamp() as f64 + now.nanosecond() as f64 / 1e9;
+        self.commands
+            .buf
+            .extend_from_slice(&crate::hook::fifo::log_line(rec, t));
+        self.plan.meta.commands += 1;
+        crate::syslog::command(&mut self.log, &self.plan.meta, rec);
+    }
+
+    fn flush(&mut self, sync: bool) {
+        let errors = &mut self.plan.meta.write_errors;
+        let mut lost = self.ts.flush(errors);
+        lost += self.tm.flush(errors);
+        if let Some(i) = &mut self.input {
+            lost += i.flush(errors);
+        }
+        lost += self.commands.flush(errors);
+        self.plan.meta.lost_bytes += lost;
+        if sync {
+            let _ = self.ts.file.sync_data();
+            let _ = self.tm.file.sync_data();
+            if let Some(i) = &self.input {
+                let _ = i.file.sync_data();
+            }
+        }
+        self.last_flush = Instant::now();
+    }
+
+    /// EOF from the relay: write the footers, sync, complete meta.json, withdraw from the guard, log, queue.
+    fn finish(mut self) {
+        let end_wall = OffsetDateTime::now_utc();
+        let duration_ns = monotonic_ns().saturating_sub(self.plan.opened_ns);
+        let end_str = typescript::script_time(end_wall, self.plan.offset);
+        let (status, reason, signal) = match self.end.take() {
+            Some((s, r, sig)) => (Some(s), r, Some(sig).filter(|s| !s.is_empty())),
+            None => (None, EndReason::Killed, None),
+        };
+        let mark = (reason == EndReason::Killed).then_some("recorder killed");
+        let footer = typescript::footer(&end_str, status, mark);
+        self.ts.buf.extend_from_slice(&footer);
+        if let Some(i) = &mut self.input {
+            i.buf.extend_from_slice(&footer);
+        }
+        let us = duration_ns / 1000;
+        let b = &mut self.tm.buf;
+        if self.plan.meta.input_withheld_bytes > 0 {
+            self.timing.info(
+                b,
+                "INPUT_WITHHELD",
+                &self.plan.meta.input_withheld_bytes.to_string(),
+            );
+        }
+        if reason != EndReason::Exit {
+            self.timing.info(b, "END", reason.as_str());
+        }
+        self.timing.info(
+            b,
+            "DURATION",
+            &format!("{}.{:06}", us / 1_000_000, us % 1_000_000),
+        );
+        if let Some(s) = status {
+            self.timing.info(b, "EXIT_CODE", &s.to_string());
+        }
+        self.flush(true);
+        let _ = self.commands.file.sync_data();
+        let m = &mut self.plan.meta;
+        m.end = Some(end_str);
+        m.duration_secs = Some(duration_ns as f64 / 1e9);
+        m.exit_status = status;
+        m.end_reason = Some(reason);
+        m.signal = signal;
+        m.syslog_dropped = self.log.dropped();
+        if let Err(e) = m.write(&self.plan.dir) {
+            m.write_errors.push(format!("meta.json: {e:#}"));
+        }
+        if let Some((reg, keys)) = &self.registration {
+            reg.withdraw(&self.plan.cfg.spool.run_dir, keys);
+        }
+        crate::syslog::session_end(&mut self.log, &self.plan.meta);
+        let id = self.plan.meta.id.clone();
+        if let Err(e) = crate::deliver::enqueue_finished(&self.plan.cfg, &self.plan.spool, &id) {
+            crate::syslog::error(
+                &mut self.log,
+                &id,
+                &format!("cannot queue the recording: {e:#}"),
+            );
+            return;
+        }
+        let _ = crate::deliver::deliver_now(&self.plan.cfg, &self.plan.spool, &id, &mut self.log);
+    }
+}

@@ -1,0 +1,192 @@
+//! The only module with `unsafe`: fork, exec, ioctls and prctl that the safe crates do not wrap.
+
+use std::ffi::{CString, OsStr, OsString, c_char};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+
+use nix::pty::Winsize;
+use nix::unistd::Pid;
+
+/// Everything `execve` needs, allocated before `fork` so the child only makes async-signal-safe calls.
+pub struct ExecPlan {
+    path: CString,
+    _argv: Vec<CString>,
+    _envp: Vec<CString>,
+    argv_ptrs: Vec<*const c_char>,
+    envp_ptrs: Vec<*const c_char>,
+}
+
+impl ExecPlan {
+    /// `env` holds `NAME=value` entries.
+    pub fn new(path: &OsStr, argv: &[OsString], env: &[OsString]) -> io::Result<Self> {
+        let cstr = |s: &OsStr| {
+            CString::new(s.as_bytes()).map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidInput, format!("NUL byte in {s:?}"))
+            })
+        };
+        let path = cstr(path)?;
+        let argv: Vec<CString> = argv.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?;
+        let envp: Vec<CString> = env.iter().map(|e| cstr(e)).collect::<Result<_, _>>()?;
+        let mut argv_ptrs: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        let mut envp_ptrs: Vec<*const c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+        envp_ptrs.push(std::ptr::null());
+        Ok(ExecPlan {
+            path,
+            _argv: argv,
+            _envp: envp,
+            argv_ptrs,
+            envp_ptrs,
+        })
+    }
+
+    pub fn path(&self) -> &str {
+        self.path.to_str().unwrap_or("?")
+    }
+
+    /// Replace this process with the planned program (used on paths that never fork, e.g. no terminal).
+    pub fn exec(&self) -> io::Error {
+        // SAFETY: path, argv and envp are NUL-terminated C strings owned by `self`, and both pointer arrays end in NULL.
+        unsafe {
+            libc::execve(
+                self.path.as_ptr(),
+                self.argv_ptrs.as_ptr(),
+                self.envp_ptrs.as_ptr(),
+            )
+        };
+        io::Error::last_os_error()
+    }
+}
+
+/// Which side of a fork we are on.
+pub enum Forked {
+    Parent(Pid),
+    Child,
+}
+
+/// Number of threads of this process, from /proc (fork is only safe while it is 1).
+pub fn thread_count() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Threads:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(1)
+}
+
+/// fork(2), refused unless the process is single-threaded, so the child is a faithful copy.
+pub fn fork_single_threaded() -> io::Result<Forked> {
+    if thread_count() != 1 {
+        return Err(io::Error::other(
+            "refusing to fork a multi-threaded process",
+        ));
+    }
+    // SAFETY: the process has exactly one thread (checked above), so the child inherits no lock held by another thread.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(Pid::from_raw(pid))),
+    }
+}
+
+/// Fork a child that becomes a session leader with `slave` as controlling terminal and stdio, default signal
+/// dispositions and an empty mask, then execs `plan`. Between fork and exec only async-signal-safe calls are made.
+/// Returns the child's pid; exec failure is reported through `err_pipe_w` as the 4-byte errno.
+pub fn spawn_on_pty(
+    plan: &ExecPlan,
+    slave: BorrowedFd<'_>,
+    err_pipe_w: &OwnedFd,
+) -> io::Result<Pid> {
+    let slave = slave.as_raw_fd();
+    let errfd = err_pipe_w.as_raw_fd();
+    match fork_single_threaded()? {
+        Forked::Parent(pid) => Ok(pid),
+        Forked::Child => {
+            // SAFETY: we are the child of a single-threaded fork; every call below is async-signal-safe (setsid, ioctl,
+            // dup2, close, sigaction, sigprocmask, execve, write, _exit) and uses only memory allocated before fork.
+            unsafe {
+                libc::setsid();
+                libc::ioctl(slave, libc::TIOCSCTTY as _, 0);
+                libc::dup2(slave, 0);
+                libc::dup2(slave, 1);
+                libc::dup2(slave, 2);
+                if slave > 2 {
+                    libc::close(slave);
+                }
+                for sig in 1..libc::SIGRTMAX() {
+                    if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                        libc::signal(sig, libc::SIG_DFL);
+                    }
+                }
+                let mut empty: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut empty);
+                libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+                libc::execve(
+                    plan.path.as_ptr(),
+                    plan.argv_ptrs.as_ptr(),
+                    plan.envp_ptrs.as_ptr(),
+                );
+                let errno = *libc::__errno_location();
+                let bytes = errno.to_ne_bytes();
+                libc::write(errfd, bytes.as_ptr().cast(), 4);
+                libc::_exit(127)
+            }
+        }
+    }
+}
+
+/// TIOCGWINSZ on `fd`.
+pub fn get_winsize(fd: BorrowedFd<'_>) -> io::Result<Winsize> {
+    let mut ws = Winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `struct winsize` into the valid, exclusively borrowed `ws`.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws as *mut Winsize) };
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ws)
+    }
+}
+
+/// TIOCSWINSZ on `fd` (on a PTY master this also signals SIGWINCH to the slave's foreground group).
+pub fn set_winsize(fd: BorrowedFd<'_>, ws: &Winsize) -> io::Result<()> {
+    // SAFETY: TIOCSWINSZ only reads one `struct winsize` from the valid reference `ws`.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, ws as *const Winsize) };
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// prctl(PR_SET_DUMPABLE, 0): no core dumps, no ptrace by the same uid, /proc/<pid>/fd owned by root.
+pub fn set_non_dumpable() -> io::Result<()> {
+    // SAFETY: PR_SET_DUMPABLE takes plain integer arguments and touches no memory of ours.
+    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Is `fd` a terminal? (isatty(3))
+pub fn is_tty(fd: RawFd) -> bool {
+    // SAFETY: isatty only inspects the descriptor number; an invalid one just returns 0.
+    unsafe { libc::isatty(fd) == 1 }
+}
+
+/// Ignore these signals (SIG_IGN), e.g. the terminal's signals in the detached spool writer.
+pub fn ignore_signals(sigs: &[i32]) {
+    for &sig in sigs {
+        // SAFETY: installing SIG_IGN involves no handler code and no memory of ours.
+        unsafe { libc::signal(sig, libc::SIG_IGN) };
+    }
+}
