@@ -1,0 +1,89 @@
+//! Shared test support: a private spool + config per test, and the real binary driven through a real PTY.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_auditty");
+
+/// A private spool, guard registry and config file for one test.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub spool: PathBuf,
+    pub run: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Env {
+    /// `extra` is appended to the config (TOML); syslog is off unless `extra` sets it.
+    pub fn new(extra: &str) -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("auditty-test-")
+            .tempdir()
+            .unwrap();
+        let spool = dir.path().join("spool");
+        let run = dir.path().join("run");
+        std::fs::create_dir(&spool).unwrap();
+        std::fs::create_dir(&run).unwrap();
+        let config = dir.path().join("auditty.conf");
+        let has = |sec: &str| extra.contains(&format!("[{sec}]"));
+        let mut text = String::new();
+        if !has("spool") {
+            text += &format!("[spool]\ndir = {:?}\nrun_dir = {:?}\n", spool, run);
+        }
+        if !has("syslog") {
+            text += "[syslog]\ntarget = \"none\"\n";
+        }
+        text += extra;
+        std::fs::write(&config, text).unwrap();
+        Env {
+            dir,
+            spool,
+            run,
+            config,
+        }
+    }
+
+    /// `auditty --config <ours> <args…>`
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--config").arg(&self.config).args(args);
+        c
+    }
+
+    /// Recording directories currently in a state (active, queue, sent, failed).
+    pub fn recordings(&self, state: &str) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(self.spool.join(state))
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Wait (bounded) until `n` recordings are in `state`, and return them.
+    pub fn wait_for(&self, state: &str, n: usize, timeout: Duration) -> Vec<PathBuf> {
+        let end = Instant::now() + timeout;
+        loop {
+            let v = self.recordings(state);
+            if v.len() >= n || Instant::now() > end {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Spawn `auditty session …` on a fresh PTY (TERM=dumb, a plain bash without rc files).
+pub fn spawn_session(env: &Env, args: &[&str], timeout_ms: u64) -> rexpect::session::PtySession {
+    let mut c = env.cmd(&["session"]);
+    c.args(args);
+    c.env("TERM", "dumb")
+        .env("SHELL", "/bin/bash")
+        .env("PS1", "PROMPT> ");
+    rexpect::session::spawn_command(c, Some(timeout_ms)).expect("spawn auditty session")
+}
+
+pub fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
