@@ -37,3 +37,6 @@ pub fn session_end(_log: &mut Logger, _meta: &Meta) {}
 
 /// `event=error rec=… error="…"`: something an administrator must look at.
 pub fn error(_log: &mut Logger, _rec: &str, _msg: &str) {}
+
+/// `event=delivery rec=… result=sent|queued|failed attempt=… error="…"`
+pub fn delivery(_log: &mut Logger, _rec: &str, _result: &str, _attempt: u32, _error: Option<&str>) {}
