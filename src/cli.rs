@@ -28,6 +28,10 @@ pub enum Command {
         /// Run COMMAND through the user's shell instead of an interactive login shell
         #[arg(short = 'c', value_name = "COMMAND")]
         command: Option<String>,
+        /// Only decide, for /etc/profile.d/auditty.sh: exit 0 record, 3 already inside a recording, 4 exempt or no
+        /// terminal, 5 recording impossible with policy.on_error=open, 6 the same with closed (reason on stdout)
+        #[arg(long, conflicts_with = "command")]
+        check: bool,
     },
     /// Replay a recording (directory, typescript path or recording id; .gz files are read transparently)
     Play {

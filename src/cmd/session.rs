@@ -95,6 +95,11 @@ impl ShellPlan {
 }
 
 pub fn run(cli: &Cli, mut privilege: Privilege, command: Option<String>) -> Result<ExitCode> {
+    // `--check` for profile.d, and sshd ForceCommand sessions (SSH_ORIGINAL_COMMAND): src/session/ssh.rs.
+    let command = match crate::session::ssh::preflight(cli, &mut privilege, command)? {
+        crate::session::ssh::Next::Continue(c) => c,
+        crate::session::ssh::Next::Done(code) => return Ok(code),
+    };
     let shell = ShellPlan::resolve(command);
     if !sys::is_tty(0) {
         // scp, sftp, rsync, `ssh host cmd`: no PTY, nothing printed, the command runs as it is.
