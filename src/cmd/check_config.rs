@@ -15,6 +15,13 @@ use crate::cli::Cli;
 use crate::config::{self, Config};
 use crate::privilege::Privilege;
 
+/// Print a line; a closed stdout (`check-config | head`) is not an error worth a panic.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 /// The group install.sh creates and the binary is setgid to.
 pub const GROUP: &str = "auditty";
 
@@ -26,15 +33,15 @@ struct Report {
 
 impl Report {
     fn ok(&mut self, msg: impl AsRef<str>) {
-        println!("  ok       {}", msg.as_ref());
+        say!("  ok       {}", msg.as_ref());
     }
     fn warn(&mut self, msg: impl AsRef<str>) {
         self.warnings += 1;
-        println!("  warning  {}", msg.as_ref());
+        say!("  warning  {}", msg.as_ref());
     }
     fn error(&mut self, msg: impl AsRef<str>) {
         self.errors += 1;
-        println!("  error    {}", msg.as_ref());
+        say!("  error    {}", msg.as_ref());
     }
 }
 
@@ -44,7 +51,7 @@ pub fn run(cli: &Cli, mut privilege: Privilege, send_test: bool) -> Result<ExitC
         .config
         .clone()
         .unwrap_or_else(|| config::DEFAULT_PATH.into());
-    println!("auditty check-config: {}", path.display());
+    say!("auditty check-config: {}", path.display());
     let mut r = Report::default();
     let cfg = match privilege.load_config(cli) {
         Ok(c) => {
@@ -60,7 +67,7 @@ pub fn run(cli: &Cli, mut privilege: Privilege, send_test: bool) -> Result<ExitC
         }
         Err(e) => {
             r.error(format!("{e:#}"));
-            println!("1 error: fix the key named above (see auditty.conf(5))");
+            say!("1 error: fix the key named above (see auditty.conf(5))");
             return Ok(ExitCode::from(1));
         }
     };
@@ -89,11 +96,11 @@ pub fn run(cli: &Cli, mut privilege: Privilege, send_test: bool) -> Result<ExitC
             Err(e) => r.error(format!("--send-test: mail.transport: {e:#}")),
         }
     }
-    println!("effective configuration:");
+    say!("effective configuration:");
     for (k, v) in config::describe(&cfg) {
-        println!("  {k} = {v}");
+        say!("  {k} = {v}");
     }
-    println!(
+    say!(
         "{} error{}, {} warning{}",
         r.errors,
         if r.errors == 1 { "" } else { "s" },
