@@ -204,8 +204,9 @@ reload_sshd() {
     done
   fi
   for _pf in /run/sshd.pid /var/run/sshd.pid; do
-    if [ -s "$_pf" ] && kill -0 "$(cat "$_pf")" 2>/dev/null; then
-      run kill -HUP "$(cat "$_pf")" && did "reloaded sshd (SIGHUP to pid $(cat "$_pf"))" && return 0
+    _pid=$(cat "$_pf" 2>/dev/null || true)
+    if [ -n "$_pid" ] && kill -0 "$_pid" 2>/dev/null; then
+      run kill -HUP "$_pid" && did "reloaded sshd (SIGHUP to pid $_pid)" && return 0
     fi
   done
   note "no running sshd found to reload: restart sshd yourself for the change to take effect"
