@@ -82,6 +82,8 @@ UNIT_DIR=/etc/systemd/system
 SSHD_SNIPPET=/etc/ssh/sshd_config.d/auditty.conf
 ZMARK_BEGIN='# BEGIN auditty (added by auditty install.sh; removed by install.sh --uninstall)'
 ZMARK_END='# END auditty'
+PAM_SSHD=/etc/pam.d/sshd
+PAM_MARK='# auditty --sshd: was user_readenv=1'
 
 if [ -z "$DESTDIR" ] && [ "$DRY" = 0 ] && [ "$(id -u)" != 0 ]; then
   die "run as root (sudo ./install.sh), or use --dry-run, or DESTDIR=... for a package"
@@ -183,6 +185,39 @@ for _z in /etc/zsh/zprofile /etc/zprofile; do
     break
   fi
 done
+ZSHENV=
+for _z in /etc/zsh/zshenv /etc/zshenv; do
+  if [ -f "$DESTDIR$_z" ]; then
+    ZSHENV=$_z
+    break
+  fi
+done
+
+# remove_block FILE: take out the lines between our markers.
+remove_block() {
+  if [ -n "$1" ] && [ -f "$1" ] && grep -qF "$ZMARK_BEGIN" "$1"; then
+    if [ "$DRY" = 1 ]; then
+      echo "[dry-run] remove the auditty block from $1"
+    else
+      awk -v b="$ZMARK_BEGIN" -v e="$ZMARK_END" '$0 == b { skip = 1; next } skip && $0 == e { skip = 0; next } !skip' \
+        "$1" >"$TMP/block"
+      cat "$TMP/block" >"$1"
+    fi
+    did "removed the auditty block from $1"
+  fi
+}
+
+# add_block FILE LINE...: append our marked block once.
+add_block() {
+  _f=$1
+  shift
+  grep -qF "$ZMARK_BEGIN" "$_f" && return 0
+  if [ "$DRY" = 1 ]; then
+    echo "[dry-run] append an auditty block to $_f"
+  else
+    { echo "$ZMARK_BEGIN"; printf '%s\n' "$@"; echo "$ZMARK_END"; } >>"$_f"
+  fi
+}
 
 sshd_bin() {
   for _s in "$(command -v sshd 2>/dev/null || true)" /usr/sbin/sshd /usr/local/sbin/sshd; do
@@ -226,22 +261,23 @@ validate_sshd() {
 uninstall() {
   # Stop new recordings first, then everything else.
   remove "$PROFILE"
-  if [ -n "$ZPROFILE" ] && grep -qF "$ZMARK_BEGIN" "$ZPROFILE"; then
-    if [ "$DRY" = 1 ]; then
-      echo "[dry-run] remove the auditty block from $ZPROFILE"
-    else
-      awk -v b="$ZMARK_BEGIN" -v e="$ZMARK_END" '$0 == b { skip = 1; next } skip && $0 == e { skip = 0; next } !skip' \
-        "$ZPROFILE" >"$TMP/zprofile"
-      cat "$TMP/zprofile" >"$ZPROFILE"
-    fi
-    did "removed the auditty block from $ZPROFILE"
-  fi
+  remove_block "$ZPROFILE"
+  remove_block "$ZSHENV"
   if [ -e "$SSHD_SNIPPET" ]; then
     cp -p "$SSHD_SNIPPET" "$TMP/sshd-snippet"
     run rm -f "$SSHD_SNIPPET"
     did "removed $SSHD_SNIPPET (sshd no longer forces auditty)"
     validate_sshd "$TMP/sshd-snippet"
     reload_sshd
+  fi
+  if [ -f "$PAM_SSHD" ] && grep -qF "$PAM_MARK" "$PAM_SSHD"; then
+    if [ "$DRY" = 1 ]; then
+      echo "[dry-run] restore user_readenv=1 in $PAM_SSHD"
+    else
+      sed "s/user_readenv=0\(.*\) $PAM_MARK\$/user_readenv=1\1/" "$PAM_SSHD" >"$TMP/pam"
+      cat "$TMP/pam" >"$PAM_SSHD"
+    fi
+    did "restored user_readenv=1 in $PAM_SSHD"
   fi
   if [ -e "$UNIT_DIR/auditty-flush.timer" ]; then
     if have systemctl && systemd_running; then
@@ -446,11 +482,7 @@ fi
 
 # 7. zsh reads /etc/profile.d only where the distribution's zprofile sources /etc/profile.
 if [ -n "$ZPROFILE" ] && ! grep -qF "$ZMARK_BEGIN" "$ZPROFILE" && ! grep -q '/etc/profile' "$ZPROFILE"; then
-  if [ "$DRY" = 1 ]; then
-    echo "[dry-run] append a block sourcing $PROFILE to $ZPROFILE"
-  else
-    printf '%s\n[ -r %s ] && . %s\n%s\n' "$ZMARK_BEGIN" "$PROFILE" "$PROFILE" "$ZMARK_END" >>"$ZPROFILE"
-  fi
+  add_block "$ZPROFILE" "[ -r $PROFILE ] && . $PROFILE"
   did "$ZPROFILE sources $PROFILE (zsh logins)"
 fi
 
@@ -475,6 +507,10 @@ if [ "$SSHD" = 1 ]; then
 ForceCommand $BIN session
 PermitUserRC no
 PermitUserEnvironment no
+# sshd runs the ForceCommand through the user's shell. SHLVL=1 stops bash from reading ~/.bashrc first (its
+# "run by sshd" rule applies only to a top-level shell), and BASH_ENV is emptied, so nothing of the user's runs
+# before auditty. (zsh: see the auditty block in zshenv.)
+SetEnv SHLVL=1 BASH_ENV=
 # Recommended as well where users need no tunnels (ssh -L/-R/-D/-W are never seen by auditty):
 #DisableForwarding yes
 #PermitTunnel no
@@ -486,6 +522,21 @@ EOF
   fi
   put 0644 root root "$TMP/sshd" "$SSHD_SNIPPET"
   validate_sshd "$_saved"
+  # zsh reads ~/.zshenv before any command; for the ForceCommand itself, stop after the system zshenv.
+  if [ -n "$ZSHENV" ]; then
+    add_block "$ZSHENV" "[[ \${ZSH_EXECUTION_STRING-} == '$BIN session' ]] && setopt no_rcs"
+    did "$ZSHENV: zsh runs the ForceCommand without the user's startup files"
+  fi
+  # pam_env's user_readenv lets users set any variable (LD_PRELOAD, ...) for the shell that starts auditty.
+  if [ -f "$PAM_SSHD" ] && grep -Eq '^[^#]*user_readenv=1' "$PAM_SSHD"; then
+    if [ "$DRY" = 1 ]; then
+      echo "[dry-run] set user_readenv=0 in $PAM_SSHD"
+    else
+      sed "/^[^#]*user_readenv=1/{s/user_readenv=1\(.*\)\$/user_readenv=0\1 $PAM_MARK/}" "$PAM_SSHD" >"$TMP/pam"
+      cat "$TMP/pam" >"$PAM_SSHD"
+    fi
+    did "$PAM_SSHD: user_readenv=0 (~/.pam_environment could otherwise run code before auditty)"
+  fi
   if [ "$DRY" = 0 ]; then
     _fc=$("$_sshd" -T 2>/dev/null | awk 'tolower($1) == "forcecommand" { $1 = ""; sub(/^ /, ""); print }')
     if [ "$_fc" != "$BIN session" ]; then

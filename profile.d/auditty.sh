@@ -62,7 +62,14 @@ case $- in
           exec "$__auditty_bin" session
           __auditty_fail "cannot execute $__auditty_bin session"
           ;;
-        3 | 4) ;;
+        3)
+          # Inside a recording whose terminal the hook did not know yet (the first prompt of a recorded shell can
+          # come before the writer has registered its PTY): ask once more.
+          if [ -n "$__auditty_sh" ] && __auditty_out=$("$__auditty_bin" hook "$__auditty_sh" 2>/dev/null); then
+            eval "$__auditty_out"
+          fi
+          ;;
+        4) ;;
         5)
           __auditty_on_error=open
           __auditty_fail "$__auditty_out"

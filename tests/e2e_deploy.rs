@@ -610,6 +610,7 @@ fn install_login_transfer_uninstall() {
     login_logout(&host);
     hangup(&host);
     nested(&host);
+    other_shells(&host);
     preset_variables(&host, "profile.d mode", &[], "PROMPT$ ");
     host.transfers("profile.d mode");
     misconfigured(&host, "profile.d mode");
@@ -929,6 +930,23 @@ fn preset_variables(host: &Host, mode: &str, remote: &[&str], prompt: &str) {
     );
 }
 
+/// zsh (through the block install.sh adds to zprofile) and /bin/sh (dash) logins are recorded too.
+fn other_shells(host: &Host) {
+    for (user, prompt, marker) in [
+        ("zauditee", "ZPROMPT% ", "zsh-user-"),
+        ("dauditee", "DPROMPT$ ", "dash-user-"),
+    ] {
+        let before = host.recordings();
+        let mut l = host.login(user, &[], &[], prompt);
+        l.run(&format!("echo {marker}$((10+1))"), &format!("{marker}11"));
+        l.logout();
+        let recs = host.new_recordings(&before, 1, &format!("a {user} login"));
+        let m = meta(&recs[0]);
+        assert_eq!(m["user"], user);
+        assert!(replay_dir(&recs[0]).contains(&format!("{marker}11")));
+    }
+}
+
 fn misconfigured(host: &Host, mode: &str) {
     host.ns_ok("cp -p /etc/auditty.conf /root/auditty.conf.good && printf '[bogus]\\nkey = 1\\n' >>/etc/auditty.conf");
     let mark = host.syslog_mark();
@@ -963,6 +981,9 @@ fn misconfigured(host: &Host, mode: &str) {
 }
 
 fn sshd_mode(host: &Host) {
+    // From here on the real hardened configuration applies: the test only keeps AcceptEnv AUDITTY_* (users may
+    // still send guard-like variables), not PermitUserEnvironment.
+    host.ns_ok("echo 'AcceptEnv LANG LC_* AUDITTY_*' >/etc/ssh/sshd_config.d/00-e2e.conf");
     let out = host.install("--sshd");
     assert!(
         out.contains("ForceCommand /usr/bin/auditty session"),
@@ -977,12 +998,27 @@ fn sshd_mode(host: &Host) {
     ] {
         assert!(snippet.contains(want), "{want:?} in:\n{snippet}");
     }
-    let eff = host.ns_ok("/usr/sbin/sshd -T | grep -i -e '^forcecommand' -e '^permituserrc'");
+    let eff = host.ns_ok(
+        "/usr/sbin/sshd -T | grep -i -e '^forcecommand' -e '^permituserrc' -e '^permituserenvironment'",
+    );
     assert!(
         eff.contains("forcecommand /usr/bin/auditty session"),
         "{eff}"
     );
     assert!(eff.contains("permituserrc no"), "{eff}");
+    assert!(eff.contains("permituserenvironment no"), "{eff}");
+    let pam = host.ns_ok("grep pam_env /etc/pam.d/sshd");
+    assert!(
+        pam.contains("user_readenv=0") && !pam.contains("user_readenv=1 "),
+        "--sshd turns off ~/.pam_environment: {pam}"
+    );
+    // What a user would try next: variables from ~/.pam_environment for the shell that starts auditty.
+    host.ns_ok(
+        "printf 'LD_PRELOAD DEFAULT=/nonexistent-auditty-e2e.so\\nBASH_ENV DEFAULT=/home/auditee/bashenv.sh\\n' \
+         >/home/auditee/.pam_environment && \
+         echo 'echo \"bash_env cmd=[${BASH_EXECUTION_STRING-}]\" >>$HOME/startup.log' >/home/auditee/bashenv.sh && \
+         : >/home/auditee/startup.log && : >/home/zauditee/startup.log",
+    );
 
     // sshd re-executes itself on SIGHUP; wait until it accepts logins with the new configuration.
     wait_until(10, "sshd back after reload", || {
@@ -1080,6 +1116,27 @@ fn sshd_mode(host: &Host) {
     );
     check_mail(host, &recs[0], &["piped-42"], "exit");
     // Transfers are still never recorded (checked again by Host::transfers).
+
+    // Nothing of the users' ran before auditty: not ~/.bashrc, not $BASH_ENV, not ~/.zshenv, no LD_PRELOAD.
+    let o = host.ssh("zauditee", &[], &["echo zsh-cmd"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "zsh-cmd\n",
+        "{}",
+        text(&o)
+    );
+    let mut l = host.login("zauditee", &[], &[], "ZPROMPT% ");
+    l.run("echo zsh-in-sshd-mode", "zsh-in-sshd-mode");
+    l.logout();
+    let logs = host.ns_ok("cat /home/auditee/startup.log /home/zauditee/startup.log");
+    assert!(
+        !logs.contains("cmd=[/usr/bin/auditty session]"),
+        "a user's startup file ran before auditty:\n{logs}"
+    );
+    assert!(
+        logs.contains("zshenv cmd=[echo zsh-cmd]"),
+        "startup files still run for the user's own command:\n{logs}"
+    );
 }
 
 fn uninstall(host: &Host) {

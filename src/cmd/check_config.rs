@@ -87,6 +87,7 @@ pub fn run(cli: &Cli, mut privilege: Privilege, send_test: bool) -> Result<ExitC
     run_dir(&mut r, &cfg.spool.run_dir, auditty_gid);
     fifo_dir(&mut r, &cfg);
     syslog_target(&mut r, &cfg);
+    sshd_mode(&mut r);
     transport(&mut r, &cfg);
     if send_test {
         match send_test_mail(&cfg) {
@@ -453,6 +454,25 @@ fn syslog_target(r: &mut Report, cfg: &Config) {
         }
     } else {
         r.ok(format!("syslog.target {t} (UDP: not verifiable)"));
+    }
+}
+
+/// Hardened mode: things that would let a user run code before sshd starts auditty.
+fn sshd_mode(r: &mut Report) {
+    if !Path::new("/etc/ssh/sshd_config.d/auditty.conf").exists() {
+        return;
+    }
+    let pam = std::fs::read_to_string("/etc/pam.d/sshd").unwrap_or_default();
+    if pam
+        .lines()
+        .any(|l| l.split('#').next().unwrap_or("").contains("user_readenv=1"))
+    {
+        r.warn(
+            "/etc/pam.d/sshd: pam_env user_readenv=1 lets users set LD_PRELOAD and the like for the shell that \
+             starts auditty (sshd ForceCommand mode); install.sh --sshd sets user_readenv=0",
+        );
+    } else {
+        r.ok("sshd ForceCommand mode: /etc/ssh/sshd_config.d/auditty.conf, no user environment from PAM");
     }
 }
 

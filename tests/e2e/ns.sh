@@ -82,8 +82,31 @@ for h in /home/auditee /root; do
   # A fixed prompt to wait for (after the distribution's .bashrc has set its own).
   printf '%s\n' "PS1='PROMPT\\$ '" >>"$h/.bashrc"
 done
+# What a user who wants to run something before auditty would try first: code at the top of ~/.bashrc. Each run
+# logs which command line the shell was started for (the ForceCommand would be "/usr/bin/auditty session").
+{
+  echo 'echo "bashrc cmd=[${BASH_EXECUTION_STRING-}]" >>"$HOME/startup.log"'
+  cat /home/auditee/.bashrc
+} >"$T/bashrc" && cat "$T/bashrc" >/home/auditee/.bashrc
 chown -R auditee:auditee /home/auditee/.ssh /home/auditee/.bashrc
 chmod 0700 /home/auditee/.ssh /root/.ssh
+
+# A zsh user and a user of /bin/sh (dash), with the same key.
+useradd -m -s /bin/zsh zauditee
+useradd -m -s /bin/sh dauditee
+usermod -p '*' zauditee
+usermod -p '*' dauditee
+for u in zauditee dauditee; do
+  mkdir -p "/home/$u/.ssh"
+  cp "$T/id.pub" "/home/$u/.ssh/authorized_keys"
+done
+echo "PS1='ZPROMPT%# '" >/home/zauditee/.zshrc
+echo 'print -r -- "zshenv cmd=[${ZSH_EXECUTION_STRING-}]" >>$HOME/startup.log' >/home/zauditee/.zshenv
+echo "PS1='DPROMPT\$ '" >/home/dauditee/.profile
+for u in zauditee dauditee; do
+  chown -R "$u:$u" "/home/$u"
+  chmod 0700 "/home/$u/.ssh"
+done
 # Worst case for the guard: users may preset any AUDITTY_* variable and their own environment file.
 cat >/etc/ssh/sshd_config.d/00-e2e.conf <<EOF
 AcceptEnv LANG LC_* AUDITTY_*
