@@ -123,13 +123,20 @@ pub fn parse_delay(f: &[u8]) -> Result<u64, String> {
 
 /// A byte count: decimal digits only, within u64.
 pub fn parse_size(f: &[u8]) -> Result<u64, String> {
-    if f.is_empty() || f.len() > 19 || !f.iter().all(u8::is_ascii_digit) {
-        return Err(format!(
+    let bad = || {
+        format!(
             "bad size \"{}\": want a byte count (decimal digits)",
             show(f)
-        ));
+        )
+    };
+    if f.is_empty() || f.len() > 20 || !f.iter().all(u8::is_ascii_digit) {
+        return Err(bad());
     }
-    Ok(f.iter().fold(0u64, |n, &c| n * 10 + u64::from(c - b'0')))
+    f.iter()
+        .try_fold(0u64, |n, &c| {
+            n.checked_mul(10)?.checked_add(u64::from(c - b'0'))
+        })
+        .ok_or_else(bad)
 }
 
 /// Split `line` at runs of spaces into at most `n` fields; the last field keeps the rest of the line as it is.
@@ -963,7 +970,8 @@ H 0.000000 EXIT_CODE 7\n";
             (b"0.000001 4\r\n", 1, "CRLF"),
             (b"0.000001 4\n0.000002 x\n", 2, "bad size"),
             (b"0.000001 -4\n", 1, "bad size"),
-            (b"0.000001 99999999999999999999\n", 1, "bad size"),
+            (b"0.000001 18446744073709551616\n", 1, "bad size"),
+            (b"0.000001 999999999999999999999\n", 1, "bad size"),
             (b"99999999999.000000 1\n", 1, "too many seconds"),
             (b"0.000001\n", 1, "want"),
             (b"0.000001 1 2\n", 1, "want"),
