@@ -268,6 +268,7 @@ fn advanced_timing_without_input() {
 #[test]
 fn keystrokes_typed_with_echo_off_are_never_recorded() {
     let env = Env::new("");
+    // bash's `read -s` turns echo off before it prints its prompt, so "pw: " is a safe cue to type the secret.
     let cmd = r#"stty echo; read -s -p 'pw: ' pw; echo; read -p 'name: ' n; echo "[${#pw}/$n]""#;
     let dir = record(
         &env,
