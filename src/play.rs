@@ -657,10 +657,10 @@ pub fn replay<R: BufRead, D: Read + ?Sized, W: Write, P: Pacer>(
 // The auditor's terminal and the real clock
 
 /// Settings changed on the auditor's terminal while playing, restored on drop, on a stop signal and before a
-/// job-control suspend. Output: OPOST off, so the terminal receives exactly the recorded bytes, as the recorded
-/// user's terminal did (the recorder kept it raw). Input stream: CR shown as a new line (OCRNL), so typed lines do
-/// not overwrite each other. Both: ECHO off so the auditor's keystrokes do not mix with the replay; what they typed
-/// is discarded when the settings are restored.
+/// job-control suspend. Output stream: OPOST off, so the terminal receives exactly the recorded bytes, as the
+/// recorded user's terminal did (the recorder kept it raw). Input stream: OPOST and ONLCR on, so the LF that
+/// [`CrToNl`] makes of each Enter starts a new line. Both: ECHO off so the auditor's keystrokes do not mix with the
+/// replay; what they typed is discarded when the settings are restored.
 pub struct TtyGuard {
     saved: nix::sys::termios::Termios,
     playing: nix::sys::termios::Termios,
@@ -690,9 +690,12 @@ impl TtyGuard {
             .remove(LocalFlags::ECHO | LocalFlags::ECHONL);
         match stream {
             Stream::Out => playing.output_flags.remove(OutputFlags::OPOST),
-            Stream::In => playing
-                .output_flags
-                .insert(OutputFlags::OPOST | OutputFlags::ONLCR | OutputFlags::OCRNL),
+            Stream::In => {
+                playing
+                    .output_flags
+                    .insert(OutputFlags::OPOST | OutputFlags::ONLCR);
+                playing.output_flags.remove(OutputFlags::OCRNL);
+            }
         }
         *SAVED_TTY.lock().unwrap_or_else(|e| e.into_inner()) = Some(saved.clone());
         let default = std::panic::take_hook();
@@ -733,6 +736,25 @@ impl Drop for TtyGuard {
     fn drop(&mut self) {
         self.restore();
         *SAVED_TTY.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+/// Keystrokes shown on a terminal: each CR (what Enter sends) is written as LF, so typed lines do not overwrite
+/// each other; what `scriptreplay --cr-mode auto` does for the input stream. Only used when stdout is a terminal.
+pub struct CrToNl<W>(pub W);
+
+impl<W: Write> Write for CrToNl<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut b = [0u8; 4096];
+        let n = buf.len().min(b.len());
+        for (d, &c) in b.iter_mut().zip(&buf[..n]) {
+            *d = if c == b'\r' { b'\n' } else { c };
+        }
+        self.0.write(&b[..n])
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
     }
 }
 
@@ -1235,6 +1257,16 @@ H 0.000000 EXIT_CODE 7\n";
             Err(PlayError::Stopped(2))
         ));
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn cr_becomes_lf_for_terminals() {
+        let mut w = CrToNl(Vec::new());
+        let big: Vec<u8> = b"ab\r".iter().copied().cycle().take(10_000).collect();
+        w.write_all(&big).unwrap();
+        w.write_all(b"\x1b[A\r\n").unwrap();
+        let want: Vec<u8> = b"ab\n".iter().copied().cycle().take(10_000).collect();
+        assert_eq!(w.0, [&want[..], b"\x1b[A\n\n"].concat());
     }
 
     #[test]

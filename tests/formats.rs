@@ -685,3 +685,35 @@ fn interrupted_play_restores_the_terminal_and_dies_of_the_signal() {
         std::fs::read_to_string(work.path().join("after")).unwrap()
     );
 }
+
+#[test]
+fn keystrokes_played_to_a_terminal_show_enter_as_a_new_line() {
+    let rec = handmade(
+        b"alice\r\nbob\r\n",
+        "H 0.000000 START_TIME 2026-01-01 00:00:00+00:00\nI 0.001000 6\nO 0.000100 7\nI 0.001000 4\nO 0.000100 5\nH 0.000000 EXIT_CODE 0\n",
+    );
+    let input = b"Script started on 2026-01-01 00:00:00+00:00 [TERM=\"dumb\" TTY=\"/dev/pts/0\" COLUMNS=\"80\" LINES=\"24\"]\nalice\rbob\r\nScript done on 2026-01-01 00:00:01+00:00 [COMMAND_EXIT_CODE=\"0\"]\n";
+    std::fs::write(rec.path().join("input"), input).unwrap();
+    // To a pipe: the exact bytes.
+    assert_eq!(
+        play_ok(None, &["--stream", "in", s(rec.path())]),
+        b"alice\rbob\r"
+    );
+    // To a terminal: Enter (CR) shown as a new line, as scriptreplay does, so typed lines do not overwrite each other.
+    let work = tempfile::tempdir().unwrap();
+    let mut t = on_terminal(
+        &format!(
+            r#"stty -a > before; "$PLAY" play --stream in {}; echo "rc=$?"; stty -a > after; echo end"#,
+            s(rec.path())
+        ),
+        work.path(),
+    );
+    t.exp_string("alice\r\nbob\r\nrc=0\r\n").unwrap();
+    t.exp_string("end").unwrap();
+    t.exp_eof().unwrap();
+    let before = std::fs::read_to_string(work.path().join("before")).unwrap();
+    assert_eq!(
+        before,
+        std::fs::read_to_string(work.path().join("after")).unwrap()
+    );
+}

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::cli::{Cli, Stream};
-use crate::play::{self, ClockPacer, Options, PlayError, TimingReader, TtyGuard};
+use crate::play::{self, ClockPacer, CrToNl, Options, PlayError, TimingReader, TtyGuard};
 use crate::privilege::Privilege;
 use crate::spool::layout::Spool;
 
@@ -60,9 +60,15 @@ pub fn run(
     let mut timing = TimingReader::new(play::open_maybe_gz(&found.timing)?);
     let mut data = play::open_maybe_gz(&data_path)?;
     play::skip_header(&mut *data).with_context(|| format!("cannot read {data_name}"))?;
-    let mut pacer = ClockPacer::new(TtyGuard::enter(stream))?;
+    let tty = TtyGuard::enter(stream);
+    let keystrokes_on_tty = tty.is_some() && stream == Stream::In;
+    let mut pacer = ClockPacer::new(tty)?;
     let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out: Box<dyn Write> = if keystrokes_on_tty {
+        Box::new(CrToNl(stdout.lock()))
+    } else {
+        Box::new(stdout.lock())
+    };
     let r = play::replay(&mut timing, &mut *data, &opts, &mut out, &mut pacer);
     let _ = out.flush();
     drop(out);
