@@ -404,6 +404,46 @@ pub fn skip_header(r: &mut dyn BufRead) -> io::Result<Option<u64>> {
     }
 }
 
+/// The recorded bytes left in a data file whose header was skipped: everything up to the footer
+/// (`\nScript done on …\n`, which is not recorded data), or to the end when there is none (a live recording).
+pub fn recorded_len(r: &mut dyn Read) -> io::Result<u64> {
+    const TAIL: usize = 4096;
+    let mut total = 0u64;
+    let mut buf = vec![0u8; CHUNK];
+    let mut tail: Vec<u8> = Vec::with_capacity(2 * TAIL);
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        total += n as u64;
+        if n >= TAIL {
+            tail.clear();
+            tail.extend_from_slice(&buf[n - TAIL..n]);
+        } else {
+            tail.extend_from_slice(&buf[..n]);
+            if tail.len() > TAIL {
+                tail.drain(..tail.len() - TAIL);
+            }
+        }
+    }
+    Ok(total - footer_len(&tail) as u64)
+}
+
+/// Length of a `\nScript done on …\n` footer at the end of `tail`, 0 if there is none.
+fn footer_len(tail: &[u8]) -> usize {
+    let marker = b"\nScript done on ";
+    let Some(body) = tail.strip_suffix(b"\n") else {
+        return 0;
+    };
+    match body.windows(marker.len()).rposition(|w| w == marker) {
+        Some(at) if !body[at + 1..].contains(&b'\n') => tail.len() - at,
+        _ => 0,
+    }
+}
+
 /// Where a recording's files are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Located {
@@ -1313,6 +1353,22 @@ H 0.000000 EXIT_CODE 7\n";
         std::fs::write(dir.path().join("bad.gz"), b"not gzip").unwrap();
         let mut r = open_maybe_gz(&dir.path().join("bad.gz")).unwrap();
         assert!(r.read_to_end(&mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn recorded_bytes_stop_at_the_footer() {
+        let len = |b: &[u8]| recorded_len(&mut &b[..]).unwrap();
+        assert_eq!(
+            len(b"hi\r\n\nScript done on T [COMMAND_EXIT_CODE=\"0\"]\n"),
+            4
+        );
+        assert_eq!(len(b"tail\nScript done on T [<recorder killed>]\n"), 4);
+        assert_eq!(len(b"live, no footer yet"), 19);
+        assert_eq!(len(b"x\nScript done on T\nmore\n"), 24, "not the last line");
+        assert_eq!(len(b""), 0);
+        let mut big = vec![b'x'; 200_000];
+        big.extend_from_slice(b"\nScript done on T [COMMAND_EXIT_CODE=\"1\"]\n");
+        assert_eq!(len(&big), 200_000);
     }
 
     #[test]

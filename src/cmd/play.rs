@@ -48,8 +48,8 @@ pub fn run(
     play::skip_header(&mut *data)
         .with_context(|| format!("cannot read {data_name}"))?
         .with_context(|| format!("{data_name}: no header line (is it a typescript?)"))?;
-    let available = std::io::copy(&mut data, &mut std::io::sink())
-        .with_context(|| format!("cannot read {data_name}"))?;
+    let available =
+        play::recorded_len(&mut *data).with_context(|| format!("cannot read {data_name}"))?;
     let mut timing = TimingReader::new(play::open_maybe_gz(&found.timing)?);
     let scan = play::scan(&mut timing, stream, available, &data_name).map_err(timing_err)?;
     if scan.format == Some(play::Format::Classic) && stream == Stream::In {

@@ -313,12 +313,15 @@ pub fn s(p: &Path) -> &str {
 pub const COLS: u16 = 100;
 pub const ROWS: u16 = 30;
 
-/// Spawn `program args…` on a fresh PTY sized COLS x ROWS (TERM=dumb, SHELL=/bin/bash, PS1 set).
+/// Spawn `program args…` on a fresh PTY sized COLS x ROWS (TERM=dumb, SHELL=/bin/bash, PS1 set; $OUTER names
+/// that PTY, so a recorded command can resize the recorder's terminal with `stty -F "$OUTER"`).
 pub fn spawn_sized(program: &str, args: &[&str], cwd: &Path) -> rexpect::session::PtySession {
     let mut c = Command::new("bash");
     c.arg("--norc")
         .arg("-c")
-        .arg(format!("stty cols {COLS} rows {ROWS} && exec \"$@\""))
+        .arg(format!(
+            "stty cols {COLS} rows {ROWS} && OUTER=$(tty) && export OUTER && exec \"$@\""
+        ))
         .arg("sized")
         .arg(program)
         .args(args)
