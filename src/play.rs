@@ -577,8 +577,6 @@ pub struct Scan {
     pub bytes: u64,
     /// Recorded time of the whole file (all delays), in microseconds.
     pub duration_us: u64,
-    /// `(name, value)` of the H lines, in order.
-    pub info: Vec<(String, String)>,
 }
 
 /// First pass: check every line, and that the chosen stream's entries fit in the `available` bytes of its data.
@@ -612,7 +610,6 @@ pub fn scan<R: BufRead>(
                     });
                 }
             }
-            Entry::Info { name, value, .. } if s.info.len() < 1000 => s.info.push((name, value)),
             _ => {}
         }
     }
