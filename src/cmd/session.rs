@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::unistd::{User, pipe2};
 use time::{OffsetDateTime, UtcOffset};
 
@@ -355,10 +356,20 @@ fn record(
     let (data_r, data_w) = pipe2(OFlag::O_CLOEXEC).context("cannot create the recorder pipe")?;
     // A bigger pipe absorbs output bursts while the writer is busy (1 MiB is the unprivileged maximum).
     let _ = fcntl(&data_w, FcntlArg::F_SETPIPE_SZ(1 << 20));
-    match sys::fork_single_threaded().context("cannot start the spool writer")? {
+    // Until the writer has left our session and ignores the terminal's signals, a hangup or ^C sent to our process
+    // group (e.g. a session that ends at once) would kill it before it writes a byte: block them across the fork.
+    let old_mask = writer_signals()
+        .thread_swap_mask(SigmaskHow::SIG_BLOCK)
+        .context("sigprocmask")?;
+    let forked = sys::fork_single_threaded();
+    if !matches!(forked, Ok(Forked::Child)) {
+        let _ = old_mask.thread_set_mask();
+    }
+    match forked.context("cannot start the spool writer")? {
         Forked::Child => {
             drop(data_w);
             become_writer_process();
+            let _ = old_mask.thread_set_mask();
             plan.meta.writer_pid = std::process::id();
             let code = writer::run(plan, files, data_r);
             if let Some(d) = fifo_dir {
@@ -381,19 +392,30 @@ fn record(
     run_relay(&cfg, &shell, &id, fifo.as_deref(), data_w)
 }
 
+/// The signals the spool writer ignores: those of the terminal it leaves, and SIGUSR1 (meant for the relay).
+const WRITER_IGNORES: [Signal; 8] = [
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGTSTP,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+    Signal::SIGPIPE,
+    Signal::SIGUSR1,
+];
+
+fn writer_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in WRITER_IGNORES {
+        set.add(s);
+    }
+    set
+}
+
 /// The spool writer detaches from the session: own session, no terminal, terminal signals ignored, cwd /.
 fn become_writer_process() {
     let _ = nix::unistd::setsid();
-    sys::ignore_signals(&[
-        libc::SIGHUP,
-        libc::SIGINT,
-        libc::SIGQUIT,
-        libc::SIGTSTP,
-        libc::SIGTTIN,
-        libc::SIGTTOU,
-        libc::SIGPIPE,
-        libc::SIGUSR1,
-    ]);
+    sys::ignore_signals(&WRITER_IGNORES.map(|s| s as i32));
     let _ = sys::set_non_dumpable();
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
     let _ = std::env::set_current_dir("/");

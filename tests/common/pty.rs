@@ -79,9 +79,18 @@ pub fn session_command(env: &Env, globals: &[&str], args: &[&str]) -> Command {
     c
 }
 
-/// The `-c` command for an interactive bash that reads no rc files, with job control (it is the session leader
-/// of the inner PTY: `exec` keeps the pid auditty started).
-pub const INTERACTIVE: &str = "exec bash --noprofile --norc -i";
+/// The `-c` command for an interactive bash that reads only our rc file (the prompt; bash ignores PS1 from the
+/// environment), with job control: it is the session leader of the inner PTY, as `exec` keeps the pid auditty
+/// started.
+pub fn interactive_command(env: &Env) -> String {
+    let rc = env.dir.path().join("bashrc");
+    std::fs::write(
+        &rc,
+        format!("PS1='{PROMPT}'\nunset PROMPT_COMMAND HISTFILE\n"),
+    )
+    .unwrap();
+    format!("exec bash --noprofile --rcfile '{}' -i", rc.display())
+}
 
 impl Term {
     /// Start `cmd` as session leader on a fresh PTY of `rows`×`cols`, with the slave as its controlling terminal.
@@ -121,7 +130,8 @@ impl Term {
 
     /// An interactive bash recorded by auditty (`globals` go before `session`, e.g. `-o k=v`), at its first prompt.
     pub fn interactive(env: &Env, globals: &[&str]) -> Term {
-        let mut t = Term::spawn(session_command(env, globals, &["-c", INTERACTIVE]), 24, 80);
+        let cmd = interactive_command(env);
+        let mut t = Term::spawn(session_command(env, globals, &["-c", &cmd]), 24, 80);
         t.expect(PROMPT, 10);
         t
     }
@@ -333,4 +343,53 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Fields of /proc/<pid>/stat after the command name: (name, state, ppid, pgrp, session, tpgid).
+pub fn stat(pid: i32) -> Option<(String, char, i32, i32, i32, i32)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let open = s.find('(')?;
+    let close = s.rfind(')')?;
+    let name = s[open + 1..close].to_string();
+    let f: Vec<&str> = s[close + 2..].split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|x| x.parse::<i32>().ok());
+    Some((
+        name,
+        f.first()?.chars().next()?,
+        num(1)?,
+        num(2)?,
+        num(3)?,
+        num(5)?,
+    ))
+}
+
+/// Live processes descending from `root` (not including it).
+pub fn descendants(root: i32) -> Vec<i32> {
+    let all: Vec<(i32, i32)> = std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter_map(|p| stat(p).filter(|s| s.1 != 'Z').map(|s| (p, s.2)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for &(c, pp) in &all {
+            if pp == p && !out.contains(&c) {
+                out.push(c);
+                frontier.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// Is a process named `name`, descending from `root`, in the foreground process group of its terminal?
+pub fn foreground_is(root: i32, name: &str) -> bool {
+    descendants(root)
+        .into_iter()
+        .filter_map(stat)
+        .any(|(n, _, _, pgrp, _, tpgid)| n == name && pgrp == tpgid)
 }
