@@ -173,6 +173,20 @@ pub fn reset_signals() {
     };
 }
 
+/// poll(2) over raw `pollfd`s (a negative fd is skipped, as poll(2) defines). The relay builds its set on the
+/// stack every turn; nix's `PollFd` borrows descriptors and cannot be kept or placed in a fixed array cheaply.
+/// Returns the number of ready entries; EINTR is returned as an error like any other.
+pub fn poll_fds(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
+    // SAFETY: `fds` is a valid, exclusively borrowed array of `fds.len()` pollfd structs; poll only reads the fd
+    // numbers and events and writes revents. An fd that is not open just reports POLLNVAL.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc as usize)
+    }
+}
+
 /// TIOCGWINSZ on `fd`.
 pub fn get_winsize(fd: BorrowedFd<'_>) -> io::Result<Winsize> {
     let mut ws = Winsize {

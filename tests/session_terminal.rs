@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::pty::{PROMPT, Term, interactive_command, session_command};
+use common::pty::{Term, interactive_command, session_command};
 use common::rec::Rec;
 use common::*;
 use nix::sys::termios::LocalFlags;

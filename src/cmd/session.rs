@@ -10,10 +10,10 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-use nix::unistd::{User, pipe2};
+use nix::unistd::{Pid, User, pipe2};
 use time::{OffsetDateTime, UtcOffset};
 
 use crate::cli::Cli;
@@ -199,7 +199,7 @@ fn lenient_on_error() -> OnError {
 }
 
 fn is_exempt(cfg: &Config, shell: &ShellPlan) -> bool {
-    if cfg.policy.exempt_users.iter().any(|u| *u == shell.user) {
+    if cfg.policy.exempt_users.contains(&shell.user) {
         return true;
     }
     if cfg.policy.exempt_groups.is_empty() {
@@ -365,7 +365,7 @@ fn record(
     if !matches!(forked, Ok(Forked::Child)) {
         let _ = old_mask.thread_set_mask();
     }
-    match forked.context("cannot start the spool writer")? {
+    let writer_pid = match forked.context("cannot start the spool writer")? {
         Forked::Child => {
             drop(data_w);
             become_writer_process();
@@ -377,8 +377,8 @@ fn record(
             }
             std::process::exit(code);
         }
-        Forked::Parent(_writer) => {}
-    }
+        Forked::Parent(writer) => writer,
+    };
     // The relay: give up the group first, and keep nothing of the spool open.
     drop(data_r);
     drop(files);
@@ -389,7 +389,7 @@ fn record(
     let _ = sys::set_non_dumpable();
     let fl = OFlag::from_bits_truncate(fcntl(&data_w, FcntlArg::F_GETFL)?);
     fcntl(&data_w, FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK))?;
-    run_relay(&cfg, &shell, &id, fifo.as_deref(), data_w)
+    run_relay(&cfg, &shell, &id, fifo.as_deref(), data_w, writer_pid)
 }
 
 /// The signals the spool writer ignores: those of the terminal it leaves, and SIGUSR1 (meant for the relay).
@@ -436,31 +436,22 @@ fn run_relay(
     id: &str,
     fifo: Option<&Path>,
     writer_pipe: OwnedFd,
+    writer_pid: Pid,
 ) -> Result<ExitCode> {
     let signals = Signals::install()?;
-    let user = reopen_tty().context("cannot open the terminal")?;
-    let out = stdout_if_elsewhere()?;
-    let ws = sys::get_winsize(std::io::stdin().as_fd()).ok();
-    let termios = nix::sys::termios::tcgetattr(std::io::stdin()).ok();
-    let pty = Pty::open(termios.as_ref(), ws.as_ref())?;
-    if !cfg.record.banner.is_empty() {
-        let mut e = std::io::stderr();
-        let _ = e.write_all(cfg.record.banner.trim_end_matches('\n').as_bytes());
-        let _ = e.write_all(b"\n");
-    }
-    let mut env = vec![("AUDITTY_RECORDING", id)];
-    let fifo_s = fifo.map(|f| f.display().to_string());
-    if let Some(f) = &fifo_s {
-        env.push(("AUDITTY_FIFO", f));
-    }
-    let exec = shell.exec_plan(&env)?;
-    terminal::restore_on_panic();
-    let raw = RawMode::enter()?;
-    let child = match pty.spawn(&exec) {
-        Ok(c) => c,
+    let (user, out, pty, raw, child) = match start_shell(cfg, shell, id, fifo) {
+        Ok(started) => started,
         Err(e) => {
-            drop(raw);
-            bail!("{e:#}");
+            // Tell the writer how it ended, so the recording says "could not start" rather than "killed".
+            let mut end = Vec::new();
+            frames::encode(
+                &mut end,
+                Kind::End,
+                writer::monotonic_ns(),
+                &frames::end_payload(127, 0, ""),
+            );
+            let _ = nix::unistd::write(&writer_pipe, &end);
+            return Err(e);
         }
     };
     let Pty {
@@ -486,6 +477,7 @@ fn run_relay(
             out,
             master,
             writer: writer_pipe,
+            writer_pid: Some(writer_pid),
         },
         child,
         &signals,
@@ -498,6 +490,37 @@ fn run_relay(
         eprintln!("{m}");
     }
     Ok(ExitCode::from(outcome.status.clamp(0, 255) as u8))
+}
+
+/// Open the PTY, put the user's terminal in raw mode and start the shell on the PTY.
+#[allow(clippy::type_complexity)]
+fn start_shell(
+    cfg: &Config,
+    shell: &ShellPlan,
+    id: &str,
+    fifo: Option<&Path>,
+) -> Result<(OwnedFd, Option<OwnedFd>, Pty, RawMode, Pid)> {
+    let user = reopen_tty().context("cannot open the terminal")?;
+    let out = stdout_if_elsewhere()?;
+    let ws = sys::get_winsize(std::io::stdin().as_fd()).ok();
+    let termios = nix::sys::termios::tcgetattr(std::io::stdin()).ok();
+    let pty = Pty::open(termios.as_ref(), ws.as_ref())?;
+    if !cfg.record.banner.is_empty() {
+        let mut e = std::io::stderr();
+        let _ = e.write_all(cfg.record.banner.trim_end_matches('\n').as_bytes());
+        let _ = e.write_all(b"\n");
+    }
+    let mut env = vec![("AUDITTY_RECORDING", id)];
+    let fifo_s = fifo.map(|f| f.display().to_string());
+    if let Some(f) = &fifo_s {
+        env.push(("AUDITTY_FIFO", f));
+    }
+    let exec = shell.exec_plan(&env)?;
+    terminal::restore_on_panic();
+    let raw = RawMode::enter()?;
+    // On failure `raw` is dropped here, restoring the terminal before the error is printed.
+    let child = pty.spawn(&exec)?;
+    Ok((user, out, pty, raw, child))
 }
 
 /// A new, independent open file description of our terminal, so O_NONBLOCK does not leak to other processes.

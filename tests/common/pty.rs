@@ -393,3 +393,60 @@ pub fn foreground_is(root: i32, name: &str) -> bool {
         .filter_map(stat)
         .any(|(n, _, _, pgrp, _, tpgid)| n == name && pgrp == tpgid)
 }
+
+impl Term {
+    /// The pid of the interactive shell (`echo $$`).
+    pub fn shell_pid(&mut self) -> i32 {
+        let out = self.run("echo $$");
+        out.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("echo $$ gave {out:?}"))
+    }
+
+    /// Start `cmdline` (which must print `PID=<pid>` first) and return that pid once it is running.
+    pub fn start_with_pid(&mut self, cmdline: &str) -> i32 {
+        self.line(cmdline);
+        // `PID=` followed by digits (the echoed command line holds `PID=$…`); the digits end at the first
+        // non-digit (the job's output may interleave with the shell's).
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            self.expect("PID=", 5);
+            while self.pos >= self.out.len() {
+                assert!(Instant::now() < end, "nothing after PID=");
+                self.pump(Duration::from_millis(50));
+            }
+            if self.out[self.pos].is_ascii_digit() {
+                break;
+            }
+        }
+        loop {
+            let rest = &self.out[self.pos..];
+            if let Some(n) = rest.iter().position(|b| !b.is_ascii_digit()) {
+                let pid = String::from_utf8_lossy(&rest[..n])
+                    .parse()
+                    .expect("PID=<n>");
+                self.pos += n;
+                return pid;
+            }
+            assert!(Instant::now() < end, "no end of PID=");
+            self.pump(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The spool writer's pid, from the active recording's meta.json (it records itself once the shell runs).
+pub fn writer_pid(env: &Env) -> i32 {
+    let mut pid = 0;
+    let ok = wait_until(Duration::from_secs(5), || {
+        pid = env
+            .recordings("active")
+            .first()
+            .and_then(|d| std::fs::read(d.join("meta.json")).ok())
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|m| m.get("writer_pid")?.as_i64())
+            .unwrap_or(0) as i32;
+        pid > 0
+    });
+    assert!(ok, "no writer_pid in the active recording's meta.json");
+    pid
+}
