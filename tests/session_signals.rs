@@ -14,6 +14,8 @@ use nix::unistd::Pid;
 
 const T: Duration = Duration::from_secs(10);
 const PROMPTLY: Duration = Duration::from_secs(5);
+/// For tests that kill the writer: it would leave its command-FIFO directory in /tmp behind.
+const NO_HOOK: &str = "[hook]\nenabled = false\n";
 
 fn assert_gone(pids: &[i32]) {
     for &p in pids {
@@ -136,7 +138,8 @@ fn sigkill_of_the_relay_also_ends_jobs_that_ignore_sighup() {
 
 #[test]
 fn sigkill_of_both_processes_loses_at_most_about_a_second() {
-    let env = Env::new("");
+    // No command FIFO: nobody would remove its directory after the writer's death.
+    let env = Env::new(NO_HOOK);
     let mut t = Term::interactive(&env, &[]);
     let writer = pty::writer_pid(&env);
     t.line("echo marker-$((6*7))");
@@ -176,7 +179,7 @@ fn sigkill_of_both_processes_loses_at_most_about_a_second() {
 
 #[test]
 fn killed_writer_ends_the_session_with_a_message() {
-    let env = Env::new("");
+    let env = Env::new(NO_HOOK);
     let mut t = Term::interactive(&env, &[]);
     let shell = t.shell_pid();
     let writer = pty::writer_pid(&env);
