@@ -237,3 +237,58 @@ fn stopped_writer_ends_the_session_and_the_recording_completes_later() {
     );
     assert_eq!(rec.meta_str("end_reason"), Some("signal"));
 }
+
+#[test]
+fn sigkill_of_the_relay_during_a_burst_leaves_a_consistent_prefix() {
+    let env = Env::new("");
+    let line =
+        b"0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz01234567\n";
+    let text: Vec<u8> = line
+        .iter()
+        .copied()
+        .cycle()
+        .take(line.len() * 250_000)
+        .collect();
+    let file = env.dir.path().join("flood");
+    std::fs::write(&file, &text).unwrap();
+    let mut t = Term::session(
+        &env,
+        &["-c", &format!("cat '{}'; sleep 100", file.display())],
+    );
+    // Kill it in full flow.
+    let end = Instant::now() + T;
+    while t.out.len() < (2 << 20) {
+        assert!(Instant::now() < end, "no output flood");
+        t.drain(Duration::from_millis(20));
+    }
+    t.signal(Signal::SIGKILL);
+    t.wait(PROMPTLY);
+    let rec = Rec::queued(&env, T);
+    assert_eq!(rec.footer_status(), "<recorder killed>");
+    let crlf: Vec<u8> = line[..line.len() - 1]
+        .iter()
+        .chain(b"\r\n")
+        .copied()
+        .collect();
+    let expected: Vec<u8> = crlf
+        .iter()
+        .copied()
+        .cycle()
+        .take(crlf.len() * 250_000)
+        .collect();
+    assert!(
+        rec.data.len() >= 1 << 20,
+        "only {} bytes recorded",
+        rec.data.len()
+    );
+    assert!(
+        expected.starts_with(&rec.data),
+        "the recording is not a prefix of the output"
+    );
+    assert_eq!(
+        rec.timing_output_bytes(),
+        rec.data.len(),
+        "timing and data disagree"
+    );
+    rec.assert_timing_well_formed();
+}

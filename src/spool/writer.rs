@@ -199,6 +199,10 @@ pub fn run(plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
         w.plan.meta.write_errors.push(format!("relay stream: {e}"));
     }
     if eof && w.end.is_none() {
+        // The relay died, maybe in the middle of a frame: keep the part of its output that arrived.
+        if let Some(f) = frames::decode_truncated(&pending) {
+            w.handle(f.kind, f.ts_ns, f.payload);
+        }
         w.end_orphaned_session();
     }
     if let Some((r, _)) = &fifo {
