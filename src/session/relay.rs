@@ -417,8 +417,9 @@ impl Relay<'_> {
         }
     }
 
-    /// Read what the PTY has (up to BATCH) and pass it on as one chunk: to the user's terminal directly when
-    /// nothing is queued for it (else queued), and as one frame for the writer.
+    /// Read what the PTY has (up to BATCH) and pass it on as one chunk: first as one frame into the writer's pipe
+    /// (so whatever the user sees is already safe from a SIGKILL of the relay), then to the user's terminal,
+    /// directly when nothing is queued for it.
     fn read_master(&mut self) {
         let mut n = 0;
         let mut ts = 0;
@@ -447,6 +448,8 @@ impl Relay<'_> {
             return;
         }
         self.last_output = Instant::now();
+        frames::encode(&mut self.to_writer.buf, Kind::Output, ts, &self.batch[..n]);
+        self.flush_writer();
         let chunk = &self.batch[..n];
         if self.user_alive() {
             let mut sent = 0;
@@ -463,7 +466,6 @@ impl Relay<'_> {
                 self.to_user.buf.extend_from_slice(&self.batch[sent..n]);
             }
         }
-        frames::encode(&mut self.to_writer.buf, Kind::Output, ts, &self.batch[..n]);
     }
 
     fn flush_user(&mut self) {
