@@ -118,6 +118,8 @@ struct Writer {
 
 /// Run the writer until the relay's pipe reaches EOF, then complete and queue the recording. Returns the exit code.
 pub fn run(plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
+    // Held until the recording is complete and queued: `auditty flush` leaves a locked recording alone.
+    let _lock = files.lock;
     let mut log = Logger::new(&plan.cfg.syslog);
     let timing = TimingWriter::new(plan.format, plan.opened_ns);
     let mut w = Writer {
