@@ -487,7 +487,8 @@ fn run_relay(
     drop(pipe);
     drop(raw);
     if let Some(m) = &outcome.message {
-        eprintln!("{m}");
+        // Not eprintln!: it panics when the terminal is gone (EIO).
+        let _ = writeln!(std::io::stderr(), "{m}");
     }
     Ok(ExitCode::from(outcome.status.clamp(0, 255) as u8))
 }
