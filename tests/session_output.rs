@@ -147,3 +147,27 @@ fn ten_megabyte_burst_is_recorded_completely() {
     assert_eq!(rec.meta_i64("bytes_out"), Some(expected.len() as i64));
     assert_eq!(rec.footer_status(), "COMMAND_EXIT_CODE=\"0\"");
 }
+
+#[test]
+fn sessions_that_end_at_once_are_always_recorded() {
+    // The shell dies before the writer has settled: the hangup that follows (SIGHUP to the foreground process
+    // group, which the writer is still in for a moment after its fork) must not kill it.
+    let env = Env::new("");
+    let n = 30;
+    for _ in 0..n {
+        let mut t = Term::session(&env, &["-c", "kill -KILL $$"]);
+        assert_eq!(t.wait_code(T), 137);
+        t.hang_up();
+    }
+    let recs = env.wait_for("queue", n, T);
+    assert_eq!(recs.len(), n, "active: {:?}", env.recordings("active"));
+    for d in recs {
+        let rec = Rec::load(&d);
+        assert_eq!(
+            rec.footer_status(),
+            "COMMAND_EXIT_CODE=\"137\"",
+            "{}",
+            d.display()
+        );
+    }
+}
