@@ -211,6 +211,14 @@ fn stopped_writer_ends_the_session_and_the_recording_completes_later() {
     let writer = pty::writer_pid(&env);
     t.run("echo before-stop-$((1+1))");
     signal(writer, Signal::SIGSTOP);
+    // Whatever happens below, never leave a stopped writer behind.
+    struct Resume(i32);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            let _ = kill(Pid::from_raw(self.0), Signal::SIGCONT);
+        }
+    }
+    let _resume = Resume(writer);
     let stopped = Instant::now();
     t.run("echo while-stopped-$((2+2))");
     t.wait(Duration::from_secs(8));
