@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::pty::{self, Term, alive, wait_until};
+use common::pty::{self, Term, alive};
 use common::rec::Rec;
 use common::*;
 use nix::sys::signal::Signal;
@@ -15,16 +15,6 @@ use nix::sys::signal::Signal;
 const T: Duration = Duration::from_secs(10);
 /// The escalation takes 2 × 1 s at most; leave room for a loaded machine.
 const PROMPTLY: Duration = Duration::from_secs(5);
-
-fn assert_gone(pids: &[i32]) {
-    for &p in pids {
-        assert!(
-            wait_until(Duration::from_secs(1), || !alive(p)),
-            "process {p} of the session survived: {:?}",
-            pty::stat(p)
-        );
-    }
-}
 
 fn assert_hangup_recording(env: &Env, marker: &str) -> Rec {
     let rec = Rec::queued(env, T);
@@ -54,7 +44,7 @@ fn ssh_drop_during_a_foreground_job() {
     t.hang_up();
     t.wait(PROMPTLY);
     assert!(started.elapsed() < PROMPTLY);
-    assert_gone(&[shell, job]);
+    pty::assert_gone(&[shell, job]);
     assert_hangup_recording(&env, &format!("PID={job}"));
 }
 
@@ -71,7 +61,7 @@ fn ssh_drop_with_jobs_that_ignore_sighup_and_sigterm() {
     t.hang_up();
     t.wait(PROMPTLY);
     let took = started.elapsed();
-    assert_gone(&[shell, fg, bg]);
+    pty::assert_gone(&[shell, fg, bg]);
     assert!(
         took >= Duration::from_millis(1500),
         "the SIGKILL came after the grace periods (took {took:?})"
@@ -87,7 +77,7 @@ fn sighup_to_the_relay_ends_the_session_and_restores_the_terminal() {
     let job = t.start_with_pid("bash -c 'echo PID=$$; exec sleep 1000'");
     t.signal(Signal::SIGHUP);
     t.wait(PROMPTLY);
-    assert_gone(&[shell, job]);
+    pty::assert_gone(&[shell, job]);
     assert_eq!(t.termios(), t.initial, "terminal settings restored");
     assert_hangup_recording(&env, &format!("PID={job}"));
 }
@@ -99,7 +89,7 @@ fn hangup_at_the_prompt() {
     let shell = t.shell_pid();
     t.hang_up();
     t.wait(PROMPTLY);
-    assert_gone(&[shell]);
+    pty::assert_gone(&[shell]);
     let rec = assert_hangup_recording(&env, "PROMPT> ");
     // bash dies of the SIGHUP: 128 + 1.
     assert_eq!(rec.footer_status(), "COMMAND_EXIT_CODE=\"129\"");

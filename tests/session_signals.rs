@@ -17,16 +17,6 @@ const PROMPTLY: Duration = Duration::from_secs(5);
 /// For tests that kill the writer: it would leave its command-FIFO directory in /tmp behind.
 const NO_HOOK: &str = "[hook]\nenabled = false\n";
 
-fn assert_gone(pids: &[i32]) {
-    for &p in pids {
-        assert!(
-            wait_until(Duration::from_secs(2), || !alive(p)),
-            "process {p} of the session survived: {:?}",
-            pty::stat(p)
-        );
-    }
-}
-
 fn signal(pid: i32, sig: Signal) {
     kill(Pid::from_raw(pid), sig).unwrap();
 }
@@ -57,7 +47,7 @@ fn terminating_signals_end_the_session_cleanly() {
         let job = t.start_with_pid("bash -c 'echo PID=$$; exec sleep 1000'");
         t.signal(sig);
         t.wait(PROMPTLY);
-        assert_gone(&[shell, job]);
+        pty::assert_gone(&[shell, job]);
         assert_eq!(t.termios(), t.initial, "{sig}: terminal settings restored");
         let rec = Rec::queued(&env, T);
         assert_eq!(
@@ -115,7 +105,7 @@ fn sigkill_of_the_relay_leaves_a_marked_recording_and_no_shell() {
     t.run("echo before-kill-$((1+2))");
     t.signal(Signal::SIGKILL);
     t.wait(PROMPTLY);
-    assert_gone(&[shell]);
+    pty::assert_gone(&[shell]);
     let rec = Rec::queued(&env, T);
     assert_eq!(rec.footer_status(), "<recorder killed>");
     assert_eq!(rec.meta_str("end_reason"), Some("killed"));
@@ -131,7 +121,7 @@ fn sigkill_of_the_relay_also_ends_jobs_that_ignore_sighup() {
     let job = t.start_with_pid("bash -c 'trap \"\" HUP; echo PID=$$; exec sleep 1000'");
     t.signal(Signal::SIGKILL);
     t.wait(PROMPTLY);
-    assert_gone(&[shell, job]);
+    pty::assert_gone(&[shell, job]);
     let rec = Rec::queued(&env, T);
     assert_eq!(rec.footer_status(), "<recorder killed>");
 }
@@ -192,7 +182,7 @@ fn killed_writer_ends_the_session_with_a_message() {
         "took {:?}",
         started.elapsed()
     );
-    assert_gone(&[shell]);
+    pty::assert_gone(&[shell]);
     assert_eq!(t.termios(), t.initial, "terminal settings restored");
     let seen = String::from_utf8_lossy(&t.out).into_owned();
     assert!(
@@ -227,7 +217,7 @@ fn stopped_writer_ends_the_session_and_the_recording_completes_later() {
         took >= Duration::from_millis(1500) && took < Duration::from_secs(6),
         "the session ended {took:?} after the writer stopped"
     );
-    assert_gone(&[shell]);
+    pty::assert_gone(&[shell]);
     assert_eq!(t.termios(), t.initial, "terminal settings restored");
     let seen = String::from_utf8_lossy(&t.out).into_owned();
     assert!(

@@ -331,6 +331,17 @@ pub fn alive(pid: i32) -> bool {
     }
 }
 
+/// Every one of `pids` is gone (or goes within a moment: a SIGKILLed process needs the scheduler once).
+pub fn assert_gone(pids: &[i32]) {
+    for &p in pids {
+        assert!(
+            wait_until(Duration::from_secs(2), || !alive(p)),
+            "process {p} of the session survived: {:?}",
+            stat(p)
+        );
+    }
+}
+
 /// Poll `cond` every 10 ms until it holds or `timeout` passes; returns whether it held.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + timeout;
