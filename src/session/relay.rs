@@ -91,14 +91,9 @@ impl Queue {
     }
     /// Write as much as `fd` takes now. Err only for errors other than EAGAIN.
     fn write_to(&mut self, fd: &impl AsFd) -> Result<(), Errno> {
-        while !self.is_empty() {
-            match write(fd, self.pending()) {
-                Ok(0) => break,
-                Ok(n) => self.consume(n),
-                Err(Errno::EINTR) => {}
-                Err(Errno::EAGAIN) => break,
-                Err(e) => return Err(e),
-            }
+        if !self.is_empty() {
+            let n = write_some(fd, self.pending())?;
+            self.consume(n);
         }
         Ok(())
     }
@@ -659,17 +654,15 @@ impl Relay<'_> {
         // Hand the writer the rest: waiting while it takes data, bounded so a stuck disk cannot hold the logout
         // for long; a stopped or vanished writer gets what fits in the pipe now (it finds it when it resumes).
         let deadline = Instant::now() + WRITER_STUCK;
-        while !self.to_writer.is_empty() && Instant::now() < deadline {
-            if self.writer != WriterState::Running
-                || self.to_writer.write_to(&self.ep.writer).is_err()
+        while self.writer != WriterState::Gone && Instant::now() < deadline {
+            if self.to_writer.write_to(&self.ep.writer).is_err()
+                || self.to_writer.is_empty()
+                || self.writer != WriterState::Running
             {
-                let _ = self.to_writer.write_to(&self.ep.writer);
                 break;
             }
-            if !self.to_writer.is_empty() {
-                let _ = sys::poll_fds(&mut [pollfd(&self.ep.writer, libc::POLLOUT)], 100);
-                self.check_writer();
-            }
+            let _ = sys::poll_fds(&mut [pollfd(&self.ep.writer, libc::POLLOUT)], 100);
+            self.check_writer();
         }
         let Endpoints { writer, .. } = self.ep;
         (
