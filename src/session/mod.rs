@@ -2,6 +2,7 @@
 
 pub mod gate;
 pub mod pipes;
+pub mod procs;
 pub mod pty;
 pub mod relay;
 pub mod signals;

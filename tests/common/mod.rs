@@ -1,6 +1,9 @@
 //! Shared test support: a private spool + config per test, and the real binary driven through a real PTY.
 #![allow(dead_code)]
 
+pub mod pty;
+pub mod rec;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -87,3 +90,4 @@ pub fn spawn_session(env: &Env, args: &[&str], timeout_ms: u64) -> rexpect::sess
 pub fn read(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
 }
+pub mod formats;
