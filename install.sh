@@ -557,5 +557,9 @@ cat <<EOF
 Keep this root session open while you test: log in from another terminal, run a few commands, log out, and
 check that the recording arrives (auditty list; the mail to the addresses in mail.to). If logins fail, remove
 $PROFILE$_also from this session, or run ./install.sh --uninstall.
-Next: set mail.to and mail.transport in $CONF, then: sudo auditty check-config --send-test
 EOF
+if grep -Eq '^[[:space:]]*to[[:space:]]*=' "$CONF" 2>/dev/null; then
+  echo "Next: sudo auditty check-config --send-test"
+else
+  echo "Next: set mail.to and mail.transport in $CONF, then: sudo auditty check-config --send-test"
+fi
