@@ -711,10 +711,37 @@ fn install(host: &Host) {
         zprofile.contains(". /etc/profile.d/auditty.sh"),
         "{zprofile}"
     );
-    let man = host.ns_ok("MANWIDTH=80 man -l /usr/share/man/man1/auditty.1 2>&1 | head -5");
+    let man = host.ns_ok("mandoc -Tutf8 /usr/share/man/man1/auditty.1 | col -b | head -5");
     assert!(
         man.contains("auditty - record interactive shell sessions"),
         "{man}"
+    );
+
+    // check-config --send-test mails the auditors through the configured transport.
+    let out = host.ns_ok("auditty check-config --send-test");
+    assert!(
+        out.contains("--send-test: the transport accepted a test mail to auditor@example.test"),
+        "{out}"
+    );
+    let test_mail = wait_until(10, "the test mail", || {
+        std::fs::read_dir(host.path("mail"))
+            .ok()?
+            .flatten()
+            .find_map(|e| {
+                let m = std::fs::read_to_string(e.path()).ok()?;
+                (e.path().extension()? == "eml" && m.contains("[auditty] test mail from"))
+                    .then_some(m)
+            })
+    });
+    assert!(test_mail.contains("auditor@example.test"), "{test_mail}");
+    // An unreachable transport is an error naming the key.
+    let o = host.ns("auditty -o mail.transport=smtp://127.0.0.1:1 check-config");
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains("error    mail.transport smtp://127.0.0.1:1: unreachable"),
+        "{}",
+        text(&o)
     );
 
     // Re-running is idempotent and keeps the admin's edits.
