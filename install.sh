@@ -431,7 +431,9 @@ EOF
   run systemctl daemon-reload
   run systemctl enable --now auditty-flush.timer
   did "systemd timer auditty-flush.timer runs '$BIN flush' every minute"
+  remove "$DESTDIR$CRON"
 else
+  remove "$DESTDIR$UNIT_DIR/auditty-flush.timer" "$DESTDIR$UNIT_DIR/auditty-flush.service"
   cat >"$TMP/cron" <<EOF
 # auditty: deliver queued session recordings every minute (installed by auditty install.sh).
 SHELL=/bin/sh

@@ -606,6 +606,7 @@ fn install_login_transfer_uninstall() {
     let started = Instant::now();
 
     install(&host);
+    systemd_variant(&host);
     eprintln!("e2e: install done at {:?}", started.elapsed());
     login_logout(&host);
     hangup(&host);
@@ -711,7 +712,8 @@ fn install(host: &Host) {
         zprofile.contains(". /etc/profile.d/auditty.sh"),
         "{zprofile}"
     );
-    let man = host.ns_ok("mandoc -Tutf8 /usr/share/man/man1/auditty.1 | col -b | head -5");
+    let man = host
+        .ns_ok("mandoc -Tascii /usr/share/man/man1/auditty.1 | sed \"s/.\\\\x08//g\" | head -5");
     assert!(
         man.contains("auditty - record interactive shell sessions"),
         "{man}"
@@ -809,6 +811,50 @@ fn install(host: &Host) {
         .mode();
     assert_eq!(mode & 0o7777, 0o2755, "staged binary mode");
     assert!(!stage.join("run").exists(), "nothing under /run is staged");
+}
+
+/// Where systemd runs, install.sh uses a timer instead of cron.d (systemctl is a recording stand-in here: systemd is
+/// not PID 1 in this container), and switches back when it does not.
+fn systemd_variant(host: &Host) {
+    host.ns_ok(
+        "mkdir -p /run/systemd/system /root/fakebin && \
+         printf '#!/bin/sh\\necho \"$*\" >>/root/systemctl.calls\\n' >/root/fakebin/systemctl && \
+         chmod 755 /root/fakebin/systemctl",
+    );
+    let out = host.ns_ok(&format!(
+        "PATH=/root/fakebin:$PATH {REPO}/install.sh --binary {BIN}"
+    ));
+    assert!(out.contains("systemd timer auditty-flush.timer"), "{out}");
+    assert!(out.contains("removed /etc/cron.d/auditty"), "{out}");
+    let calls = host.ns_ok("cat /root/systemctl.calls");
+    assert!(
+        calls.contains("daemon-reload\nenable --now auditty-flush.timer\n"),
+        "{calls}"
+    );
+    let units = host.ns_ok(
+        "cat /etc/systemd/system/auditty-flush.service /etc/systemd/system/auditty-flush.timer",
+    );
+    assert!(
+        units.contains("ExecStart=/usr/bin/auditty flush"),
+        "{units}"
+    );
+    assert!(units.contains("OnUnitActiveSec=1min"), "{units}");
+    let verify = host.ns(
+        "SYSTEMD_LOG_LEVEL=err systemd-analyze verify --man=no /etc/systemd/system/auditty-flush.service \
+         /etc/systemd/system/auditty-flush.timer",
+    );
+    assert!(
+        verify.status.success() && verify.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        text(&verify)
+    );
+    host.ns_ok("rm -rf /run/systemd /root/fakebin /root/systemctl.calls");
+    let out = host.install("");
+    assert!(out.contains("/etc/cron.d/auditty runs"), "{out}");
+    assert!(
+        out.contains("removed /etc/systemd/system/auditty-flush.timer"),
+        "{out}"
+    );
 }
 
 fn login_logout(host: &Host) {
@@ -1004,6 +1050,15 @@ fn misconfigured(host: &Host, mode: &str) {
             panic!("{mode}: on_error=closed refuses the login with a message: {e}")
         });
     l.s.exp_eof().expect("the connection closes");
+    // install.sh does not go ahead over a configuration that check-config rejects.
+    let o = host.ns(&format!("{REPO}/install.sh --binary {BIN}"));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success(), "{mode}: {}", text(&o));
+    assert!(
+        out.contains("error    /etc/auditty.conf:") && out.contains("bogus"),
+        "{out}"
+    );
+    assert!(out.contains("auditty check-config failed (above)"), "{out}");
     host.ns_ok("cp -p /root/auditty.conf.good /etc/auditty.conf");
 }
 
