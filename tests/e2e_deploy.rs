@@ -1197,6 +1197,24 @@ fn sshd_mode(host: &Host) {
         "{played}"
     );
     check_mail(host, &recs[0], &["piped-42"], "exit");
+    // A reader that goes away stops the command as it would without auditty (SIGPIPE), and the recording ends.
+    let before = host.recordings();
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ssh {} -p {} auditee@127.0.0.1 yes | head -n 2",
+            host.ssh_opts().join(" "),
+            host.ssh_port
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "y\ny\n", "{}", text(&o));
+    let recs = host.new_recordings(&before, 1, "ssh host yes | head");
+    assert_eq!(
+        meta(&recs[0])["exit_status"],
+        128 + 13,
+        "yes ended by SIGPIPE"
+    );
     // Transfers are still never recorded (checked again by Host::transfers).
 
     // Nothing of the users' ran before auditty: not ~/.bashrc, not $BASH_ENV, not ~/.zshenv, no LD_PRELOAD.

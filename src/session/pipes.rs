@@ -198,15 +198,22 @@ fn relay(path: PathBuf, argv: Vec<OsString>, id: &str, writer: OwnedFd) -> Resul
             };
             match got {
                 Some(Ok(n)) if n > 0 => {
-                    if let Some(s) = sinks[i].as_mut()
-                        && (s.write_all(&buf[..n]).is_err() || s.flush().is_err())
-                    {
-                        // The client is gone: keep recording what the command still prints.
-                        sinks[i] = None;
-                    }
                     frame.clear();
                     frames::encode(&mut frame, Kind::Output, writer::monotonic_ns(), &buf[..n]);
                     send(&mut to_writer, &frame);
+                    let delivered = sinks[i]
+                        .as_mut()
+                        .is_some_and(|s| s.write_all(&buf[..n]).is_ok() && s.flush().is_ok());
+                    if !delivered {
+                        // The client is gone: close this pipe, so the command meets EPIPE/SIGPIPE on its next write,
+                        // as it would without auditty.
+                        sinks[i] = None;
+                        if i == 0 {
+                            out = None;
+                        } else {
+                            err = None;
+                        }
+                    }
                 }
                 Some(Err(e)) if e.kind() == ErrorKind::Interrupted => {}
                 _ => {
