@@ -1219,6 +1219,33 @@ fn sshd_mode(host: &Host) {
         "{played}"
     );
     check_mail(host, &recs[0], &["piped-42"], "exit");
+    // internal-sftp (sshd's built-in server, named as a command under ForceCommand) is served by sftp-server.
+    let wrap = host.path("ssh-internal-sftp");
+    std::fs::write(
+        &wrap,
+        "#!/bin/sh\n# sftp -S: ask for the command internal-sftp instead of the sftp subsystem\n\
+         for a; do shift; case $a in -s) ;; sftp) set -- \"$@\" internal-sftp ;; *) set -- \"$@\" \"$a\" ;; esac; done\n\
+         exec ssh \"$@\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrap, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let got = host.path("internal-sftp-got");
+    let o = Command::new("sftp")
+        .args(["-q", "-S", wrap.to_str().unwrap()])
+        .args(host.ssh_opts())
+        .args(["-P", &host.ssh_port.to_string()])
+        .arg(format!("auditee@127.0.0.1:/etc/os-release"))
+        .arg(&got)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "sftp via internal-sftp: {}", text(&o));
+    assert_eq!(
+        std::fs::read(&got).unwrap(),
+        std::fs::read("/etc/os-release").unwrap(),
+        "internal-sftp download"
+    );
     // A reader that goes away stops the command as it would without auditty (SIGPIPE), and the recording ends.
     let before = host.recordings();
     let o = Command::new("sh")
