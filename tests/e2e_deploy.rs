@@ -1235,7 +1235,7 @@ fn sshd_mode(host: &Host) {
         .args(["-q", "-S", wrap.to_str().unwrap()])
         .args(host.ssh_opts())
         .args(["-P", &host.ssh_port.to_string()])
-        .arg(format!("auditee@127.0.0.1:/etc/os-release"))
+        .arg("auditee@127.0.0.1:/etc/os-release")
         .arg(&got)
         .stdin(Stdio::null())
         .output()
