@@ -54,9 +54,21 @@ impl Logger {
         } else {
             Target::None
         };
-        let facility = cfg.facility.parse::<Facility>().unwrap_or(Facility::LOG_AUTHPRIV);
-        let hostname = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "-".into());
-        Logger { target, facility, tag: cfg.tag.clone(), hostname, conn: None, dropped: 0 }
+        let facility = cfg
+            .facility
+            .parse::<Facility>()
+            .unwrap_or(Facility::LOG_AUTHPRIV);
+        let hostname = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "-".into());
+        Logger {
+            target,
+            facility,
+            tag: cfg.tag.clone(),
+            hostname,
+            conn: None,
+            dropped: 0,
+        }
     }
 
     /// Lines that could not be sent.
@@ -97,7 +109,13 @@ impl Logger {
                 pid,
             }
             .format(&mut out, severity, (0u32, Default::default(), msg)),
-            _ => Formatter3164 { facility: self.facility, hostname: None, process: self.tag.clone(), pid }.format(&mut out, severity, msg),
+            _ => Formatter3164 {
+                facility: self.facility,
+                hostname: None,
+                process: self.tag.clone(),
+                pid,
+            }
+            .format(&mut out, severity, msg),
         };
         if res.is_err() {
             out.clear();
@@ -129,7 +147,11 @@ impl Logger {
             }
             Target::Udp(a) => {
                 let addr = a.to_socket_addrs().ok()?.next()?;
-                let local = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+                let local = if addr.is_ipv4() {
+                    "0.0.0.0:0"
+                } else {
+                    "[::]:0"
+                };
                 let s = UdpSocket::bind(local).ok()?;
                 s.connect(addr).ok()?;
                 s.set_nonblocking(true).ok()?;
@@ -217,11 +239,20 @@ fn push_value(out: &mut String, bytes: &[u8]) -> bool {
                 '\n' => esc.push_str("\\n"),
                 '\r' => esc.push_str("\\r"),
                 '\t' => esc.push_str("\\t"),
-                c if (c as u32) < 0x20 || c as u32 == 0x7f => esc.push_str(&format!("\\x{:02x}", c as u32)),
-                c if c.is_control() || is_invisible(c) => esc.push_str(&format!("\\u{{{:x}}}", c as u32)),
+                c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                    esc.push_str(&format!("\\x{:02x}", c as u32))
+                }
+                c if c.is_control() || is_invisible(c) => {
+                    esc.push_str(&format!("\\u{{{:x}}}", c as u32))
+                }
                 c => esc.push(c),
             }
-            needs_quotes |= c == ' ' || c == '"' || c == '=' || c == '\\' || (c as u32) < 0x20 || c as u32 == 0x7f;
+            needs_quotes |= c == ' '
+                || c == '"'
+                || c == '='
+                || c == '\\'
+                || (c as u32) < 0x20
+                || c as u32 == 0x7f;
         }
         for b in chunk.invalid() {
             esc.push_str(&format!("\\x{b:02x}"));
@@ -287,9 +318,17 @@ pub fn command(log: &mut Logger, m: &Meta, rec: &CommandRecord) {
 
 /// `event=session-end rec=… duration=… exit=… end=… bytes_out=… sha256_typescript=… sha256_timing=… syslog_dropped=…`
 pub fn session_end(log: &mut Logger, m: &Meta) {
-    let sha = |name: &str| m.files.get(name).map(|f| f.sha256.clone()).unwrap_or_else(|| "-".into());
+    let sha = |name: &str| {
+        m.files
+            .get(name)
+            .map(|f| f.sha256.clone())
+            .unwrap_or_else(|| "-".into())
+    };
     let duration = format!("{:.3}", m.duration_secs.unwrap_or(0.0));
-    let exit = m.exit_status.map(|e| e.to_string()).unwrap_or_else(|| "-".into());
+    let exit = m
+        .exit_status
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| "-".into());
     let end = m.end_reason.map(|r| r.as_str()).unwrap_or("-");
     let (sha_ts, sha_tm) = (sha("typescript"), sha("timing"));
     let dropped = log.dropped() as i64;
@@ -313,7 +352,11 @@ pub fn session_end(log: &mut Logger, m: &Meta) {
 
 /// `event=delivery rec=… result=sent|queued|failed attempt=… error="…"`
 pub fn delivery(log: &mut Logger, rec: &str, result: &str, attempt: u32, error: Option<&str>) {
-    let sev = if result == "sent" { Severity::LOG_INFO } else { Severity::LOG_WARNING };
+    let sev = if result == "sent" {
+        Severity::LOG_INFO
+    } else {
+        Severity::LOG_WARNING
+    };
     let mut f = vec![
         ("event", Value::from("delivery")),
         ("rec", Value::Str(rec)),
@@ -328,7 +371,14 @@ pub fn delivery(log: &mut Logger, rec: &str, result: &str, attempt: u32, error: 
 
 /// `event=error rec=… error="…"`: something an administrator must look at.
 pub fn error(log: &mut Logger, rec: &str, msg: &str) {
-    log.event(Severity::LOG_ERR, &[("event", "error".into()), ("rec", Value::Str(rec)), ("error", Value::Str(msg))]);
+    log.event(
+        Severity::LOG_ERR,
+        &[
+            ("event", "error".into()),
+            ("rec", Value::Str(rec)),
+            ("error", Value::Str(msg)),
+        ],
+    );
 }
 
 #[cfg(test)]
@@ -345,7 +395,10 @@ mod tests {
             ("e", Value::Num(-3)),
             ("f", Value::Str("x\u{202e}y")),
         ]);
-        assert_eq!(line, r#"a=plain b="two words" c="say \"hi\"\\\n\x1b[31m\xff" d="" e=-3 f="x\u{202e}y""#);
+        assert_eq!(
+            line,
+            r#"a=plain b="two words" c="say \"hi\"\\\n\x1b[31m\xff" d="" e=-3 f="x\u{202e}y""#
+        );
     }
 
     #[test]
@@ -361,7 +414,10 @@ mod tests {
 
     #[test]
     fn unreachable_target_counts_drops_without_blocking() {
-        let cfg = config::Syslog { target: "unix:/nonexistent/auditty-test.sock".into(), ..Default::default() };
+        let cfg = config::Syslog {
+            target: "unix:/nonexistent/auditty-test.sock".into(),
+            ..Default::default()
+        };
         let mut l = Logger::new(&cfg);
         let t = std::time::Instant::now();
         assert!(!l.event(Severity::LOG_INFO, &[("event", "x".into())]));
@@ -373,14 +429,20 @@ mod tests {
     fn unix_datagram_delivery_and_reconnect() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("log.sock");
-        let cfg = config::Syslog { target: format!("unix:{}", p.display()), ..Default::default() };
+        let cfg = config::Syslog {
+            target: format!("unix:{}", p.display()),
+            ..Default::default()
+        };
         let mut l = Logger::new(&cfg);
         let srv = UnixDatagram::bind(&p).unwrap();
         assert!(l.event(Severity::LOG_INFO, &[("event", "one".into())]));
         let mut buf = [0u8; 512];
         let n = srv.recv(&mut buf).unwrap();
         let got = String::from_utf8_lossy(&buf[..n]).into_owned();
-        assert!(got.starts_with("<86>") && got.ends_with("event=one"), "{got}");
+        assert!(
+            got.starts_with("<86>") && got.ends_with("event=one"),
+            "{got}"
+        );
         // The daemon restarts: a new socket at the same path.
         drop(srv);
         std::fs::remove_file(&p).unwrap();
