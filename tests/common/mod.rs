@@ -91,3 +91,4 @@ pub fn read(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
 }
 pub mod formats;
+pub mod rsyslog;
