@@ -13,7 +13,7 @@
 //! Parts owned by other issues are asserted only once they have landed; until then the test prints `PENDING(...)`
 //! for them (set `AUDITTY_E2E_STRICT=1` to assert them anyway):
 //! * [`DELIVERY`] (issue 3): the mail a finished recording produces;
-//! * [`EVENTS`] (issue 4): syslog session/command/ssh-command events and the command hook.
+//! * [`HOOK`] (issue 4): the command hook, so one syslog line per command typed.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -26,8 +26,8 @@ const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
 /// Issue 3 (delivery) has landed: every finished recording is mailed.
 const DELIVERY: bool = false;
-/// Issue 4 (syslog events, command hook) has landed.
-const EVENTS: bool = false;
+/// Issue 4's command hook (`auditty hook bash|zsh`) has landed.
+const HOOK: bool = false;
 
 fn strict() -> bool {
     std::env::var_os("AUDITTY_E2E_STRICT").is_some()
@@ -318,6 +318,7 @@ impl Host {
     /// Byte-identical copies up and down with scp (SFTP protocol and legacy -O), sftp and rsync, printing nothing,
     /// making no recording.
     fn transfers(&self, mode: &str) {
+        let mark = self.syslog_mark();
         let big = self.path("big");
         if !big.exists() {
             let mut data = vec![0u8; 5 << 20];
@@ -412,6 +413,31 @@ impl Host {
             before,
             "{mode}: file transfers must not be recorded"
         );
+        if mode.contains("sshd") {
+            // Logged: the command line only.
+            for (kind, needle) in [
+                ("scp", "scp -t"),
+                ("scp", "scp -f"),
+                ("sftp", "sftp-server"),
+                ("rsync", "rsync --server"),
+            ] {
+                assert!(
+                    self.syslog_line(
+                        mark,
+                        &[
+                            "event=ssh-command",
+                            &format!("kind={kind}"),
+                            "action=exec",
+                            needle
+                        ],
+                        10
+                    )
+                    .is_some(),
+                    "{mode}: {kind} ({needle}) logged:\n{}",
+                    self.syslog()
+                );
+            }
+        }
     }
 }
 
@@ -910,12 +936,12 @@ fn login_logout(host: &Host) {
     );
     let id = id_of(dir);
     pending(
-        EVENTS,
+        HOOK,
         "issue 4",
         host.syslog_line(
             mark,
             &["event=command", &id, "marker-$((6*7))"],
-            if EVENTS { 10 } else { 0 },
+            if HOOK { 10 } else { 0 },
         )
         .is_some()
             && host
@@ -923,19 +949,18 @@ fn login_logout(host: &Host) {
                 .is_some(),
         "a syslog line per command (event=command … cmd=\"echo marker-$((6*7))\")",
     );
-    pending(
-        EVENTS,
-        "issue 4",
-        host.syslog_line(
-            mark,
-            &["event=session-start", &id],
-            if EVENTS { 5 } else { 0 },
-        )
-        .is_some()
-            && host
-                .syslog_line(mark, &["event=session-end", &id], 1)
-                .is_some(),
-        "session-start and session-end in syslog",
+    let start = host.syslog_line(mark, &["app=auditty", "event=session-start", &id], 10);
+    assert!(
+        start
+            .as_deref()
+            .is_some_and(|l| l.contains("user=auditee") && l.contains("from=127.0.0.1:")),
+        "session-start in syslog: {start:?}"
+    );
+    let end = host.syslog_line(mark, &["app=auditty", "event=session-end", &id], 10);
+    assert!(
+        end.as_deref()
+            .is_some_and(|l| l.contains("end=exit") && l.contains("exit=0")),
+        "session-end in syslog: {end:?}"
     );
     check_mail(host, dir, &["marker-42"], "exit");
 }
@@ -989,12 +1014,12 @@ fn nested(host: &Host) {
     }
     let id = id_of(&recs[0]);
     pending(
-        EVENTS,
+        HOOK,
         "issue 4",
         host.syslog_line(
             mark,
             &["event=command", &id, "in-su-"],
-            if EVENTS { 10 } else { 0 },
+            if HOOK { 10 } else { 0 },
         )
         .is_some()
             && host
@@ -1066,12 +1091,19 @@ fn misconfigured(host: &Host, mode: &str) {
     );
 
     host.ns_ok("sed -i 's/^#on_error = \"open\"/on_error = \"closed\"/' /etc/auditty.conf");
+    let mark = host.syslog_mark();
     let mut l = host.login("auditee", &[], &[], "");
     l.s.exp_string("login refused (policy.on_error = closed)")
         .unwrap_or_else(|e| {
             panic!("{mode}: on_error=closed refuses the login with a message: {e}")
         });
     l.s.exp_eof().expect("the connection closes");
+    assert!(
+        host.syslog_line(mark, &["app=auditty", "closed", "bogus"], 10)
+            .is_some(),
+        "{mode}: the refusal is in syslog:\n{}",
+        host.syslog()
+    );
     // install.sh does not go ahead over a configuration that check-config rejects.
     let o = host.ns(&format!("{REPO}/install.sh --binary {BIN}"));
     let out = String::from_utf8_lossy(&o.stdout);
@@ -1163,16 +1195,22 @@ fn sshd_mode(host: &Host) {
         before,
         "not recorded unless record.noninteractive"
     );
-    pending(
-        EVENTS,
-        "issue 4",
+    assert!(
         host.syslog_line(
             mark,
-            &["event=ssh-command", "kind=command", "out-$((2*21))"],
-            if EVENTS { 10 } else { 0 },
+            &[
+                "app=auditty",
+                "event=ssh-command",
+                "user=auditee",
+                "kind=command",
+                "action=exec",
+                "out-$((2*21))"
+            ],
+            10
         )
         .is_some(),
-        "ssh host cmd is logged (event=ssh-command kind=command action=exec)",
+        "ssh host cmd is logged:\n{}",
+        host.syslog()
     );
     // ssh -T host: a shell without a terminal, reading commands from stdin.
     let mut c = Command::new("ssh");

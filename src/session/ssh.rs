@@ -213,19 +213,23 @@ fn policy_text(p: OnError) -> &'static str {
     }
 }
 
-/// `event=ssh-command user=… uid=… from=… kind=scp|sftp|rsync|command action=… [rec=…] cmd="…"`
+/// `event=ssh-command rec=… user=… uid=… from=… kind=scp|sftp|rsync|command action=… cmd="…"`
 pub fn event(log: &mut Logger, who: &Who, kind: &Kind, action: &str, rec: Option<&str>, cmd: &str) {
-    let mut fields = vec![
-        ("event", "ssh-command".to_string()),
-        ("rec", rec.unwrap_or("-").to_string()),
-        ("user", who.user.clone()),
-        ("uid", who.uid.to_string()),
-        ("from", ssh_client().unwrap_or_else(|| "-".into())),
-        ("kind", kind.name().to_string()),
-        ("action", action.to_string()),
-    ];
-    fields.push(("cmd", cmd.to_string()));
-    log.event(&fields);
+    use crate::syslog::Value;
+    let from = ssh_client().unwrap_or_else(|| "-".into());
+    log.event(
+        ::syslog::Severity::LOG_INFO,
+        &[
+            ("event", "ssh-command".into()),
+            ("rec", Value::Str(rec.unwrap_or("-"))),
+            ("user", Value::Str(&who.user)),
+            ("uid", Value::Num(who.uid as i64)),
+            ("from", Value::Str(&from)),
+            ("kind", Value::Str(kind.name())),
+            ("action", Value::Str(action)),
+            ("cmd", Value::Str(cmd)),
+        ],
+    );
 }
 
 /// "address:port" of the SSH client, from SSH_CONNECTION (validated: it is only an environment variable).
