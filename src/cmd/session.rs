@@ -26,7 +26,7 @@ use crate::session::relay::{self, Endpoints};
 use crate::session::signals::Signals;
 use crate::session::terminal::{self, RawMode};
 use crate::spool::frames::{self, Kind};
-use crate::spool::guard;
+use crate::spool::guard::{self, Registration};
 use crate::spool::layout::{self, Spool};
 use crate::spool::writer::{self, WriterFiles, WriterPlan};
 use crate::sys::{self, ExecPlan, Forked};
@@ -307,6 +307,7 @@ fn prepare(cfg: &Config, shell: &ShellPlan, tty: Option<&str>) -> Result<Prepare
         start_wall,
         fifo,
         audit_session: guard::audit_session_id(),
+        registration: None,
     };
     Ok(Prepared {
         plan,
@@ -363,6 +364,26 @@ fn record(
     let _ = fcntl(&data_w, FcntlArg::F_SETPIPE_SZ(1 << 20));
     // Until the writer has left our session and ignores the terminal's signals, a hangup or ^C sent to our process
     // group (e.g. a session that ends at once) would kill it before it writes a byte: block them across the fork.
+    // The PTY is opened before the writer exists, so the guard can name it before the shell starts (a nested
+    // login shell's profile asks the guard at once).
+    let ws = sys::get_winsize(std::io::stdin().as_fd()).ok();
+    let termios = nix::sys::termios::tcgetattr(std::io::stdin()).ok();
+    let pty = Pty::open(termios.as_ref(), ws.as_ref())?;
+    let keys = guard::keys(&pty.name, plan.audit_session);
+    let registration = |writer_pid: u32| {
+        Some(Registration {
+            id: plan.meta.id.clone(),
+            writer_pid,
+            writer_start: guard::process_start(writer_pid)?,
+            uid: plan.meta.uid,
+            pty: pty.name.clone(),
+            fifo: plan
+                .fifo
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        })
+    };
     let old_mask = writer_signals()
         .thread_swap_mask(SigmaskHow::SIG_BLOCK)
         .context("sigprocmask")?;
@@ -375,6 +396,8 @@ fn record(
             drop(data_w);
             become_writer_process();
             let _ = old_mask.thread_set_mask();
+            plan.registration = registration(std::process::id()).map(|r| (r, keys));
+            drop(pty);
             plan.meta.writer_pid = std::process::id();
             let code = writer::run(plan, files, data_r);
             if let Some(d) = fifo_dir {
@@ -384,7 +407,14 @@ fn record(
         }
         Forked::Parent(writer) => writer,
     };
-    // The relay: give up the group first, and keep nothing of the spool open.
+    // Still privileged: publish the PTY in the guard registry (the writer withdraws it at the end).
+    if let Some(reg) = registration(writer_pid.as_raw() as u32)
+        && let Err(e) = reg.publish(&cfg.spool.run_dir, &keys)
+    {
+        let mut log = Logger::new(&cfg.syslog);
+        crate::syslog::error(&mut log, &reg.id, &format!("nesting guard: {e:#}"));
+    }
+    // The relay: give up the group, and keep nothing of the spool open.
     drop(data_r);
     drop(files);
     let fifo = plan.fifo.clone();
@@ -394,7 +424,7 @@ fn record(
     let _ = sys::set_non_dumpable();
     let fl = OFlag::from_bits_truncate(fcntl(&data_w, FcntlArg::F_GETFL)?);
     fcntl(&data_w, FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK))?;
-    run_relay(&cfg, &shell, &id, fifo.as_deref(), data_w, writer_pid)
+    run_relay(&cfg, &shell, &id, fifo.as_deref(), data_w, writer_pid, pty)
 }
 
 /// The signals the spool writer ignores: those of the terminal it leaves, and SIGUSR1 (meant for the relay).
@@ -442,9 +472,10 @@ fn run_relay(
     fifo: Option<&Path>,
     writer_pipe: OwnedFd,
     writer_pid: Pid,
+    pty: Pty,
 ) -> Result<ExitCode> {
     let signals = Signals::install()?;
-    let (user, out, pty, raw, child) = match start_shell(cfg, shell, id, fifo) {
+    let (user, out, pty, raw, child) = match start_shell(cfg, shell, id, fifo, pty) {
         Ok(started) => started,
         Err(e) => {
             // Tell the writer how it ended, so the recording says "could not start" rather than "killed".
@@ -505,12 +536,10 @@ fn start_shell(
     shell: &ShellPlan,
     id: &str,
     fifo: Option<&Path>,
+    pty: Pty,
 ) -> Result<(OwnedFd, Option<OwnedFd>, Pty, RawMode, Pid)> {
     let user = reopen_tty().context("cannot open the terminal")?;
     let out = stdout_if_elsewhere()?;
-    let ws = sys::get_winsize(std::io::stdin().as_fd()).ok();
-    let termios = nix::sys::termios::tcgetattr(std::io::stdin()).ok();
-    let pty = Pty::open(termios.as_ref(), ws.as_ref())?;
     if !cfg.record.banner.is_empty() {
         let mut e = std::io::stderr();
         let _ = e.write_all(cfg.record.banner.trim_end_matches('\n').as_bytes());

@@ -125,6 +125,7 @@ fn prepare(cfg: &Config, who: &Who, command: Option<String>) -> Result<(WriterPl
         start_wall,
         fifo: None,
         audit_session: guard::audit_session_id(),
+        registration: None,
     };
     Ok((plan, files))
 }

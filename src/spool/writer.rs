@@ -17,7 +17,7 @@ use crate::record::meta::{EndReason, Meta};
 use crate::record::timing::TimingWriter;
 use crate::record::typescript;
 use crate::spool::frames::{self, Kind};
-use crate::spool::guard::{self, Registration};
+use crate::spool::guard::Registration;
 use crate::spool::layout::Spool;
 use crate::syslog::Logger;
 
@@ -41,6 +41,8 @@ pub struct WriterPlan {
     pub start_wall: OffsetDateTime,
     pub fifo: Option<PathBuf>,
     pub audit_session: Option<u32>,
+    /// The guard registration published for this recording's PTY, withdrawn when the recording ends.
+    pub registration: Option<(Registration, Vec<String>)>,
 }
 
 /// The open files of a recording.
@@ -117,7 +119,7 @@ struct Writer {
 }
 
 /// Run the writer until the relay's pipe reaches EOF, then complete and queue the recording. Returns the exit code.
-pub fn run(plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
+pub fn run(mut plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
     // Held until the recording is complete and queued: `auditty flush` leaves a locked recording alone.
     let _lock = files.lock;
     let mut log = Logger::new(&plan.cfg.syslog);
@@ -130,7 +132,7 @@ pub fn run(plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
         commands: Sink::new("commands.log", files.commands),
         last_flush: Instant::now(),
         log: Logger::new(&plan.cfg.syslog),
-        registration: None,
+        registration: plan.registration.take(),
         end: None,
         shell: None,
         plan,
@@ -317,7 +319,7 @@ impl Writer {
         }
     }
 
-    /// The shell runs on its PTY: register the PTY in the guard and log the session start.
+    /// The shell runs on its PTY (registered in the guard by the session before it started): log the session start.
     fn started(&mut self, p: &[u8]) {
         let text = String::from_utf8_lossy(p);
         let mut parts = text.split('\0');
@@ -328,34 +330,6 @@ impl Writer {
             .filter(|&p| p > 1)
             .map(nix::unistd::Pid::from_raw);
         self.plan.meta.pty = Some(pty.clone()).filter(|s| !s.is_empty());
-        let me = std::process::id();
-        if let (false, Some(start)) = (pty.is_empty(), guard::process_start(me)) {
-            let reg = Registration {
-                id: self.plan.meta.id.clone(),
-                writer_pid: me,
-                writer_start: start,
-                uid: self.plan.meta.uid,
-                pty: pty.clone(),
-                fifo: self
-                    .plan
-                    .fifo
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-            };
-            let mut keys = vec![guard::tty_key(&pty)];
-            if let Some(s) = self.plan.audit_session {
-                keys.push(guard::session_key(s));
-            }
-            match reg.publish(&self.plan.cfg.spool.run_dir, &keys) {
-                Ok(()) => self.registration = Some((reg, keys)),
-                Err(e) => self
-                    .plan
-                    .meta
-                    .write_errors
-                    .push(format!("nesting guard: {e:#}")),
-            }
-        }
         let _ = self.plan.meta.write(&self.plan.dir);
         crate::syslog::session_start(&mut self.log, &self.plan.meta);
     }
