@@ -10,9 +10,10 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
-use nix::unistd::{User, pipe2};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::unistd::{Pid, User, pipe2};
 use time::{OffsetDateTime, UtcOffset};
 
 use crate::cli::Cli;
@@ -198,7 +199,7 @@ fn lenient_on_error() -> OnError {
 }
 
 fn is_exempt(cfg: &Config, shell: &ShellPlan) -> bool {
-    if cfg.policy.exempt_users.iter().any(|u| *u == shell.user) {
+    if cfg.policy.exempt_users.contains(&shell.user) {
         return true;
     }
     if cfg.policy.exempt_groups.is_empty() {
@@ -355,10 +356,20 @@ fn record(
     let (data_r, data_w) = pipe2(OFlag::O_CLOEXEC).context("cannot create the recorder pipe")?;
     // A bigger pipe absorbs output bursts while the writer is busy (1 MiB is the unprivileged maximum).
     let _ = fcntl(&data_w, FcntlArg::F_SETPIPE_SZ(1 << 20));
-    match sys::fork_single_threaded().context("cannot start the spool writer")? {
+    // Until the writer has left our session and ignores the terminal's signals, a hangup or ^C sent to our process
+    // group (e.g. a session that ends at once) would kill it before it writes a byte: block them across the fork.
+    let old_mask = writer_signals()
+        .thread_swap_mask(SigmaskHow::SIG_BLOCK)
+        .context("sigprocmask")?;
+    let forked = sys::fork_single_threaded();
+    if !matches!(forked, Ok(Forked::Child)) {
+        let _ = old_mask.thread_set_mask();
+    }
+    let writer_pid = match forked.context("cannot start the spool writer")? {
         Forked::Child => {
             drop(data_w);
             become_writer_process();
+            let _ = old_mask.thread_set_mask();
             plan.meta.writer_pid = std::process::id();
             let code = writer::run(plan, files, data_r);
             if let Some(d) = fifo_dir {
@@ -366,8 +377,8 @@ fn record(
             }
             std::process::exit(code);
         }
-        Forked::Parent(_writer) => {}
-    }
+        Forked::Parent(writer) => writer,
+    };
     // The relay: give up the group first, and keep nothing of the spool open.
     drop(data_r);
     drop(files);
@@ -378,22 +389,33 @@ fn record(
     let _ = sys::set_non_dumpable();
     let fl = OFlag::from_bits_truncate(fcntl(&data_w, FcntlArg::F_GETFL)?);
     fcntl(&data_w, FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK))?;
-    run_relay(&cfg, &shell, &id, fifo.as_deref(), data_w)
+    run_relay(&cfg, &shell, &id, fifo.as_deref(), data_w, writer_pid)
+}
+
+/// The signals the spool writer ignores: those of the terminal it leaves, and SIGUSR1 (meant for the relay).
+const WRITER_IGNORES: [Signal; 8] = [
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGTSTP,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+    Signal::SIGPIPE,
+    Signal::SIGUSR1,
+];
+
+fn writer_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in WRITER_IGNORES {
+        set.add(s);
+    }
+    set
 }
 
 /// The spool writer detaches from the session: own session, no terminal, terminal signals ignored, cwd /.
 fn become_writer_process() {
     let _ = nix::unistd::setsid();
-    sys::ignore_signals(&[
-        libc::SIGHUP,
-        libc::SIGINT,
-        libc::SIGQUIT,
-        libc::SIGTSTP,
-        libc::SIGTTIN,
-        libc::SIGTTOU,
-        libc::SIGPIPE,
-        libc::SIGUSR1,
-    ]);
+    sys::ignore_signals(&WRITER_IGNORES.map(|s| s as i32));
     let _ = sys::set_non_dumpable();
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
     let _ = std::env::set_current_dir("/");
@@ -414,31 +436,22 @@ fn run_relay(
     id: &str,
     fifo: Option<&Path>,
     writer_pipe: OwnedFd,
+    writer_pid: Pid,
 ) -> Result<ExitCode> {
     let signals = Signals::install()?;
-    let user = reopen_tty().context("cannot open the terminal")?;
-    let out = stdout_if_elsewhere()?;
-    let ws = sys::get_winsize(std::io::stdin().as_fd()).ok();
-    let termios = nix::sys::termios::tcgetattr(std::io::stdin()).ok();
-    let pty = Pty::open(termios.as_ref(), ws.as_ref())?;
-    if !cfg.record.banner.is_empty() {
-        let mut e = std::io::stderr();
-        let _ = e.write_all(cfg.record.banner.trim_end_matches('\n').as_bytes());
-        let _ = e.write_all(b"\n");
-    }
-    let mut env = vec![("AUDITTY_RECORDING", id)];
-    let fifo_s = fifo.map(|f| f.display().to_string());
-    if let Some(f) = &fifo_s {
-        env.push(("AUDITTY_FIFO", f));
-    }
-    let exec = shell.exec_plan(&env)?;
-    terminal::restore_on_panic();
-    let raw = RawMode::enter()?;
-    let child = match pty.spawn(&exec) {
-        Ok(c) => c,
+    let (user, out, pty, raw, child) = match start_shell(cfg, shell, id, fifo) {
+        Ok(started) => started,
         Err(e) => {
-            drop(raw);
-            bail!("{e:#}");
+            // Tell the writer how it ended, so the recording says "could not start" rather than "killed".
+            let mut end = Vec::new();
+            frames::encode(
+                &mut end,
+                Kind::End,
+                writer::monotonic_ns(),
+                &frames::end_payload(127, 0, ""),
+            );
+            let _ = nix::unistd::write(&writer_pipe, &end);
+            return Err(e);
         }
     };
     let Pty {
@@ -464,6 +477,7 @@ fn run_relay(
             out,
             master,
             writer: writer_pipe,
+            writer_pid: Some(writer_pid),
         },
         child,
         &signals,
@@ -473,9 +487,41 @@ fn run_relay(
     drop(pipe);
     drop(raw);
     if let Some(m) = &outcome.message {
-        eprintln!("{m}");
+        // Not eprintln!: it panics when the terminal is gone (EIO).
+        let _ = writeln!(std::io::stderr(), "{m}");
     }
     Ok(ExitCode::from(outcome.status.clamp(0, 255) as u8))
+}
+
+/// Open the PTY, put the user's terminal in raw mode and start the shell on the PTY.
+#[allow(clippy::type_complexity)]
+fn start_shell(
+    cfg: &Config,
+    shell: &ShellPlan,
+    id: &str,
+    fifo: Option<&Path>,
+) -> Result<(OwnedFd, Option<OwnedFd>, Pty, RawMode, Pid)> {
+    let user = reopen_tty().context("cannot open the terminal")?;
+    let out = stdout_if_elsewhere()?;
+    let ws = sys::get_winsize(std::io::stdin().as_fd()).ok();
+    let termios = nix::sys::termios::tcgetattr(std::io::stdin()).ok();
+    let pty = Pty::open(termios.as_ref(), ws.as_ref())?;
+    if !cfg.record.banner.is_empty() {
+        let mut e = std::io::stderr();
+        let _ = e.write_all(cfg.record.banner.trim_end_matches('\n').as_bytes());
+        let _ = e.write_all(b"\n");
+    }
+    let mut env = vec![("AUDITTY_RECORDING", id)];
+    let fifo_s = fifo.map(|f| f.display().to_string());
+    if let Some(f) = &fifo_s {
+        env.push(("AUDITTY_FIFO", f));
+    }
+    let exec = shell.exec_plan(&env)?;
+    terminal::restore_on_panic();
+    let raw = RawMode::enter()?;
+    // On failure `raw` is dropped here, restoring the terminal before the error is printed.
+    let child = pty.spawn(&exec)?;
+    Ok((user, out, pty, raw, child))
 }
 
 /// A new, independent open file description of our terminal, so O_NONBLOCK does not leak to other processes.

@@ -112,10 +112,14 @@ struct Writer {
     log: Logger,
     registration: Option<(Registration, Vec<String>)>,
     end: Option<(i32, EndReason, String)>,
+    /// The recorded shell (leader of the PTY's session), from the Started frame.
+    shell: Option<nix::unistd::Pid>,
 }
 
 /// Run the writer until the relay's pipe reaches EOF, then complete and queue the recording. Returns the exit code.
 pub fn run(plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
+    // Held until the recording is complete and queued: `auditty flush` leaves a locked recording alone.
+    let _lock = files.lock;
     let mut log = Logger::new(&plan.cfg.syslog);
     let timing = TimingWriter::new(plan.format, plan.opened_ns);
     let mut w = Writer {
@@ -128,6 +132,7 @@ pub fn run(plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
         log: Logger::new(&plan.cfg.syslog),
         registration: None,
         end: None,
+        shell: None,
         plan,
     };
     std::mem::swap(&mut w.log, &mut log);
@@ -138,6 +143,7 @@ pub fn run(plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
     let mut inbuf = vec![0u8; 256 << 10];
     let mut pending: Vec<u8> = Vec::new();
     let mut corrupt = None;
+    let mut eof = false;
     loop {
         let mut fds = vec![PollFd::new(data.as_fd(), PollFlags::POLLIN)];
         if let Some((r, _)) = &fifo {
@@ -155,7 +161,10 @@ pub fn run(plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
         }
         if data_ready {
             match data.read(&mut inbuf) {
-                Ok(0) => break,
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
                 Ok(n) => {
                     pending.extend_from_slice(&inbuf[..n]);
                     let mut at = 0;
@@ -190,6 +199,13 @@ pub fn run(plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
     }
     if let Some(e) = corrupt {
         w.plan.meta.write_errors.push(format!("relay stream: {e}"));
+    }
+    if eof && w.end.is_none() {
+        // The relay died, maybe in the middle of a frame: keep the part of its output that arrived.
+        if let Some(f) = frames::decode_truncated(&pending) {
+            w.handle(f.kind, f.ts_ns, f.payload);
+        }
+        w.end_orphaned_session();
     }
     if let Some((r, _)) = &fifo {
         w.read_commands(r, &mut parser);
@@ -306,6 +322,11 @@ impl Writer {
         let text = String::from_utf8_lossy(p);
         let mut parts = text.split('\0');
         let pty = parts.next().unwrap_or("").to_string();
+        self.shell = parts
+            .next()
+            .and_then(|p| p.parse::<i32>().ok())
+            .filter(|&p| p > 1)
+            .map(nix::unistd::Pid::from_raw);
         self.plan.meta.pty = Some(pty.clone()).filter(|s| !s.is_empty());
         let me = std::process::id();
         if let (false, Some(start)) = (pty.is_empty(), guard::process_start(me)) {
@@ -337,6 +358,34 @@ impl Writer {
         }
         let _ = self.plan.meta.write(&self.plan.dir);
         crate::syslog::session_start(&mut self.log, &self.plan.meta);
+    }
+
+    /// The relay vanished without ending the session (SIGKILL, crash): the kernel hung up the PTY, but a job that
+    /// ignores SIGHUP would outlive the recording. End the shell's session as the relay would have: SIGHUP, then
+    /// SIGTERM and SIGKILL, each after a bounded grace.
+    fn end_orphaned_session(&mut self) {
+        use crate::session::procs;
+        use nix::sys::signal::Signal;
+        let Some(sid) = self.shell else {
+            return;
+        };
+        for (sig, grace) in [
+            (Signal::SIGHUP, Duration::from_secs(1)),
+            (Signal::SIGTERM, Duration::from_secs(1)),
+            (Signal::SIGKILL, Duration::ZERO),
+        ] {
+            if procs::members(sid).is_empty() {
+                return;
+            }
+            procs::signal_session(sid, sig);
+            if sig == Signal::SIGHUP {
+                procs::signal_session(sid, Signal::SIGCONT);
+            }
+            let end = Instant::now() + grace;
+            while Instant::now() < end && !procs::members(sid).is_empty() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
     }
 
     fn read_commands(&mut self, fifo: &File, parser: &mut RecordParser) {
