@@ -35,6 +35,8 @@ const DRAIN_MAX: Duration = Duration::from_secs(2);
 const GRACE: Duration = Duration::from_millis(1000);
 /// After the SIGKILL round, how long to wait for the PTY to report that nobody holds it any more.
 const KILL_SETTLE: Duration = Duration::from_millis(300);
+/// The most one read(2) of a PTY master returns (the tty layer's limit).
+const PTY_READ_MAX: usize = 4095;
 /// Bytes read from the PTY per loop turn at most.
 const BATCH: usize = 64 << 10;
 
@@ -89,6 +91,22 @@ impl Queue {
         self.buf.clear();
         self.head = 0;
     }
+    /// A queue that never reallocates while it holds at most `cap` bytes: the memory is reserved (not touched) up
+    /// front, so its resident size follows what it really holds instead of doubling past it.
+    fn with_capacity(cap: usize) -> Queue {
+        Queue {
+            buf: Vec::with_capacity(cap),
+            head: 0,
+        }
+    }
+    /// Append, moving the pending bytes to the front first when they would not fit otherwise.
+    fn push(&mut self, data: &[u8]) {
+        if self.buf.len() + data.len() > self.buf.capacity() && self.head > 0 {
+            self.buf.drain(..self.head);
+            self.head = 0;
+        }
+        self.buf.extend_from_slice(data);
+    }
     /// Write as much as `fd` takes now. Err only for errors other than EAGAIN.
     fn write_to(&mut self, fd: &impl AsFd) -> Result<(), Errno> {
         if !self.is_empty() {
@@ -105,6 +123,12 @@ fn write_some(fd: &impl AsFd, data: &[u8]) -> Result<usize, Errno> {
     while done < data.len() {
         match write(fd, &data[done..]) {
             Ok(0) | Err(Errno::EAGAIN) => break,
+            Ok(n) if done + n < data.len() => {
+                // A short write: the terminal/pipe is full, the next write would only say EAGAIN. poll() tells us
+                // when it has room again; saves a syscall per loop turn under backpressure.
+                done += n;
+                break;
+            }
             Ok(n) => done += n,
             Err(Errno::EINTR) => {}
             Err(e) => return Err(e),
@@ -173,7 +197,8 @@ pub fn run(
         raw,
         record_input,
         to_shell: Queue::default(),
-        to_user: Queue::default(),
+        // Reading stops at QUEUE_CAP, one read (≤ BATCH) may go past it.
+        to_user: Queue::with_capacity(QUEUE_CAP + BATCH),
         to_writer: Queue::default(),
         batch: vec![0u8; BATCH],
         status: None,
@@ -238,6 +263,10 @@ impl Relay<'_> {
                 let mut ev = 0;
                 if self.to_user.len() < QUEUE_CAP && self.to_writer.len() < WRITER_CAP {
                     ev |= libc::POLLIN;
+                } else {
+                    // Not reading (backpressure) is not silence: the drain after the shell's exit must not end
+                    // while output is still waiting in the PTY.
+                    self.last_output = Instant::now();
                 }
                 if !self.to_shell.is_empty() {
                     ev |= libc::POLLOUT;
@@ -294,7 +323,11 @@ impl Relay<'_> {
             }
             self.flush_writer();
             self.check_writer_stopped();
-            self.check_child();
+            // SIGCHLD (through the signal pipe) triggers the reap; a waitpid every turn costs a syscall per chunk.
+            // Still check once the PTY is gone or the session is ending, in case a SIGCHLD was coalesced away.
+            if self.master_eof || self.ending != Ending::Running {
+                self.check_child();
+            }
             self.escalate();
         }
     }
@@ -429,6 +462,11 @@ impl Relay<'_> {
                         ts = monotonic_ns();
                     }
                     n += k;
+                    // The tty layer hands out at most 4095 bytes per read: only a full read hints at more. Reading
+                    // an empty PTY again is not free (it waits on the kernel's flush work even when non-blocking).
+                    if k < PTY_READ_MAX {
+                        break;
+                    }
                 }
                 Err(Errno::EINTR) => {}
                 Err(Errno::EAGAIN) => break,
@@ -458,7 +496,7 @@ impl Relay<'_> {
                 }
             }
             if sent < n && self.user_alive() {
-                self.to_user.buf.extend_from_slice(&self.batch[sent..n]);
+                self.to_user.push(&self.batch[sent..n]);
             }
         }
     }
