@@ -20,8 +20,9 @@ use crate::sys;
 
 /// Most bytes queued towards the user's terminal or the shell before we stop reading the other side.
 const QUEUE_CAP: usize = 1 << 20;
-/// Most frame bytes queued for a slow writer before the relay stops reading the PTY (backpressure).
-const WRITER_CAP: usize = 16 << 20;
+/// Most frame bytes queued for a slow writer before the relay stops reading the PTY (backpressure). The pipe
+/// itself holds 1 MiB more; keeping this small keeps the relay's memory small under bulk output.
+const WRITER_CAP: usize = 256 << 10;
 /// A running writer that takes nothing from a full pipe for this long is stuck (e.g. its disk hangs): the session
 /// ends rather than going on unrecorded. Also bounds the hand-over of the last frames at the end.
 const WRITER_STUCK: Duration = Duration::from_secs(10);
@@ -199,7 +200,8 @@ pub fn run(
         to_shell: Queue::default(),
         // Reading stops at QUEUE_CAP, one read (≤ BATCH) may go past it.
         to_user: Queue::with_capacity(QUEUE_CAP + BATCH),
-        to_writer: Queue::default(),
+        // Reading stops at WRITER_CAP; one frame (header + ≤ BATCH) and the control frames may go past it.
+        to_writer: Queue::with_capacity(WRITER_CAP + BATCH + 4096),
         batch: vec![0u8; BATCH],
         status: None,
         reaped_at: None,
