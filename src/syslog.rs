@@ -39,4 +39,5 @@ pub fn session_end(_log: &mut Logger, _meta: &Meta) {}
 pub fn error(_log: &mut Logger, _rec: &str, _msg: &str) {}
 
 /// `event=delivery rec=… result=sent|queued|failed attempt=… error="…"`
-pub fn delivery(_log: &mut Logger, _rec: &str, _result: &str, _attempt: u32, _error: Option<&str>) {}
+pub fn delivery(_log: &mut Logger, _rec: &str, _result: &str, _attempt: u32, _error: Option<&str>) {
+}

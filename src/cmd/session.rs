@@ -102,6 +102,14 @@ pub fn run(cli: &Cli, mut privilege: Privilege, command: Option<String>) -> Resu
         return Err(shell.exec_plan(&[])?.exec())
             .context(format!("cannot execute {}", shell.shell.display()));
     }
+    if privilege.untrusted_elevated() && (cli.config.is_some() || !cli.overrides.is_empty()) {
+        // Choosing the configuration would choose where the recording goes: refused, and no shell is started.
+        privilege.drop_group()?;
+        bail!(
+            "--config and -o are refused while auditty runs with its setgid privilege \
+             (only root or members of the auditty group may use them)"
+        );
+    }
     let cfg = match privilege.load_config(cli) {
         Ok(c) => c,
         Err(e) => {
@@ -368,14 +376,16 @@ fn record(
         }
         Forked::Parent(_writer) => {}
     }
-    // The relay: give up the group first, and keep nothing of the spool open.
+    // The relay: give up the group before anything else, and keep nothing of the spool open.
+    privilege.drop_group()?;
+    let _ = sys::set_non_dumpable();
     drop(data_r);
-    drop(files);
+    // Closing (not unlocking) the lock: the writer shares the lock's open file description and keeps it locked.
+    let WriterFiles { lock, .. } = files;
+    sys::close_keeping_lock(lock);
     let fifo = plan.fifo.clone();
     let id = plan.meta.id.clone();
     drop(plan);
-    privilege.drop_group()?;
-    let _ = sys::set_non_dumpable();
     let fl = OFlag::from_bits_truncate(fcntl(&data_w, FcntlArg::F_GETFL)?);
     fcntl(&data_w, FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK))?;
     run_relay(&cfg, &shell, &id, fifo.as_deref(), data_w)
@@ -395,6 +405,7 @@ fn become_writer_process() {
         libc::SIGUSR1,
     ]);
     let _ = sys::set_non_dumpable();
+    sys::clear_environment();
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
     let _ = std::env::set_current_dir("/");
     if let Ok(null) = std::fs::OpenOptions::new()
