@@ -553,7 +553,11 @@ pub fn subject(template: &str, m: &Meta) -> String {
         .replace("{duration}", &duration(m.duration_secs.unwrap_or(0.0)))
         .replace("{exit}", &outcome_short(m))
         .replace("{id}", &header_text(&m.id, 80));
-    header_text(&s, 300)
+    // The fields are escaped already; the template itself is the administrator's, but a header never gets a control.
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(300)
+        .collect()
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
 use lettre::{Message, SmtpTransport, Transport as _};
 
 use crate::config::Config;
@@ -630,8 +631,10 @@ fn smtp_transport(
     tls: TlsMode,
     timeout: Duration,
 ) -> Result<SmtpTransport> {
+    // The EHLO name: lettre's default is the raw host name, which could carry CR/LF into the SMTP dialogue.
     let mut b = SmtpTransport::builder_dangerous(host)
         .port(port)
+        .hello_name(ClientId::Domain(domain_part(&local_host())))
         .timeout(Some(timeout));
     b = match tls {
         TlsMode::Plain => b,

@@ -87,3 +87,5 @@ pub fn spawn_session(env: &Env, args: &[&str], timeout_ms: u64) -> rexpect::sess
 pub fn read(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
 }
+
+pub mod deliver;
