@@ -414,8 +414,38 @@ pub fn render(b: &BodyInput<'_>) -> String {
             thousands(m.lost_bytes)
         ));
     }
+    // The same error repeats while a disk stays full: show each once, with a count.
+    let mut seen: Vec<(&str, usize)> = Vec::new();
     for w in &m.write_errors {
-        problems.push(format!("recorder: {}", e(w, 500)));
+        match seen.iter_mut().find(|(s, _)| *s == w.as_str()) {
+            Some((_, n)) => *n += 1,
+            None => seen.push((w, 1)),
+        }
+    }
+    for (w, n) in seen {
+        let times = if n > 1 {
+            format!(" ({n} times)")
+        } else {
+            String::new()
+        };
+        problems.push(format!("recorder: {}{times}", e(w, 500)));
+    }
+    let stored = b
+        .attachments
+        .iter()
+        .find(|a| a.name == "typescript.gz")
+        .and_then(|a| a.raw.as_ref())
+        .map(|r| r.size);
+    if let Some(stored) = stored
+        && b.truncation.is_none()
+        && stored < m.bytes_out
+    {
+        problems.push(format!(
+            "the session produced {} bytes of output, but the stored typescript holds only {} bytes \
+             (header and footer included): the rest could not be stored.",
+            thousands(m.bytes_out),
+            thousands(stored)
+        ));
     }
     if m.syslog_dropped > 0 {
         problems.push(format!(
