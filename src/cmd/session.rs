@@ -206,7 +206,7 @@ fn lenient_on_error() -> OnError {
 }
 
 fn is_exempt(cfg: &Config, shell: &ShellPlan) -> bool {
-    if cfg.policy.exempt_users.iter().any(|u| *u == shell.user) {
+    if cfg.policy.exempt_users.contains(&shell.user) {
         return true;
     }
     if cfg.policy.exempt_groups.is_empty() {

@@ -359,10 +359,12 @@ pub fn flush(cfg: &Config, spool: &Spool, all: bool, log: &mut Logger) -> Result
                 if let Ok(m) = Meta::read(&dir.join(layout::META))
                     && continue_stopped_writer(&m)
                 {
-                    report.errors.push(format!(
-                        "{id}: its writer (pid {}) was stopped; sent SIGCONT",
+                    let msg = format!(
+                        "its writer (pid {}) was stopped (SIGSTOP), which would hold back the recording; sent SIGCONT",
                         m.writer_pid
-                    ));
+                    );
+                    crate::syslog::error(log, &id, &msg);
+                    report.errors.push(format!("{id}: {msg}"));
                 }
                 continue;
             }
@@ -372,18 +374,13 @@ pub fn flush(cfg: &Config, spool: &Spool, all: bool, log: &mut Logger) -> Result
             continue;
         }
         let mut meta = read_meta(&dir, &id, &mut report);
-        if meta.end.is_none() {
-            if let Err(e) = complete_orphan(&dir, &mut meta) {
-                report.errors.push(format!(
-                    "{id}: cannot complete the orphaned recording: {e:#}"
-                ));
-                crate::syslog::error(
-                    log,
-                    &id,
-                    &format!("cannot complete the orphaned recording: {e:#}"),
-                );
-                continue;
-            }
+        if meta.end.is_none()
+            && let Err(e) = complete_orphan(&dir, &mut meta)
+        {
+            let msg = format!("cannot complete the orphaned recording: {e:#}");
+            crate::syslog::error(log, &id, &msg);
+            report.errors.push(format!("{id}: {msg}"));
+            continue;
         }
         if let Err(e) = enqueue(cfg, spool, &mut meta) {
             report.errors.push(format!("{id}: {e:#}"));

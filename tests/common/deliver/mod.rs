@@ -1,6 +1,8 @@
 //! Support for the delivery tests (tests/deliver_*.rs): a real SMTP server and sendmail, a PTY driver that can hang
 //! up, spool helpers, and the unprivileged-user setup.
 
+#![allow(unused_imports)]
+
 pub mod helpers;
 pub mod mta;
 pub mod term;
@@ -8,3 +10,4 @@ pub mod term;
 pub use helpers::*;
 pub use mta::*;
 pub use term::*;
+pub mod user;
