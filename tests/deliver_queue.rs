@@ -25,7 +25,15 @@ fn wait_attempts(env: &Env, state: &str, n: usize, attempts: u64) -> Vec<PathBuf
         {
             return v;
         }
-        assert!(Instant::now() < end, "{state}: {v:?}");
+        assert!(
+            Instant::now() < end,
+            "{state}: {v:?}\nall: {:?} {:?} {:?} {:?}\nmetas: {:?}",
+            env.recordings("active"),
+            env.recordings("queue"),
+            env.recordings("sent"),
+            env.recordings("failed"),
+            v.iter().map(|d| meta(d)).collect::<Vec<_>>()
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -51,6 +59,7 @@ fn mta_down_keeps_everything_queued_and_flush_delivers_exactly_once() {
         let mut t = session(&env, &format!("echo queued-session-{i}"));
         t.expect(&format!("queued-session-{i}"), T);
         t.wait(T);
+        wait_settled(&env, i + 1);
     }
     let queued = wait_attempts(&env, "queue", 2, 1);
     for d in &queued {
@@ -197,12 +206,15 @@ fn cleanup_removes_old_sent_recordings_but_never_queued_ones() {
     let env = env_with("keep_days = 7\nmax_size = 1", &smtp_mail(&mta.url()));
     let mut t = session(&env, "echo will-be-sent-1");
     t.wait(T);
+    wait_settled(&env, 1);
     let mut t = session(&env, "echo will-be-sent-2");
     t.wait(T);
+    wait_settled(&env, 2);
     let sent = wait_attempts(&env, "sent", 2, 1);
     mta.stop();
     let mut t = session(&env, "echo stays-queued");
     t.wait(T);
+    wait_settled(&env, 3);
     let queued = wait_attempts(&env, "queue", 1, 1);
     // One sent recording is past keep_days.
     let old = &sent[0];
@@ -356,7 +368,7 @@ fn full_disk_keeps_the_session_working_reports_it_and_loses_nothing_queued() {
     assert!(m.body.contains("PROBLEMS"), "{}", m.body);
     assert!(
         m.body
-            .contains("recorder: typescript: No space left on device (os error 28) ("),
+            .contains("recorder: typescript: No space left on device (os error 28)"),
         "{}",
         m.body
     );

@@ -690,7 +690,7 @@ mod tests {
                 sha256: "ab".repeat(32),
             },
             raw: Some(FileSum {
-                size: 100,
+                size: 1234800,
                 sha256: "cd".repeat(32),
             }),
         }];

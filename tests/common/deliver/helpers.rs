@@ -109,3 +109,28 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// Wait (bounded) until `n` recordings have left active/ and each has had its first delivery attempt (its writer is
+/// done). Start the next session only then: a PTY number freed by one session can be handed to the next one.
+pub fn wait_settled(env: &Env, n: usize) {
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let done: Vec<_> = ["queue", "sent", "failed"]
+            .iter()
+            .flat_map(|s| env.recordings(s))
+            .collect();
+        if env.recordings("active").is_empty()
+            && done.len() == n
+            && done.iter().all(|d| {
+                std::fs::read(d.join("meta.json"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                    .is_some_and(|m| m["attempts"].as_u64() >= Some(1))
+            })
+        {
+            return;
+        }
+        assert!(Instant::now() < end, "recordings did not settle: {done:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
