@@ -396,3 +396,31 @@ fn full_disk_keeps_the_session_working_reports_it_and_loses_nothing_queued() {
         String::from_utf8_lossy(&gunzip_and_replay(m).0).contains("queued-before-the-disk-filled")
     );
 }
+
+#[test]
+fn flush_leaves_a_live_recording_alone() {
+    let mta = Mta::start();
+    let env = env_with("", &smtp_mail(&mta.url()));
+    let mut t = session(&env, "echo waiting-for-input; read x; echo got-$x; exit 4");
+    t.expect("waiting-for-input", T);
+    let (dir, writer) = active_writer(&env);
+    // The writer holds the recording's lock for the whole session: flush must neither complete nor move it.
+    for _ in 0..2 {
+        let f = run(&env, &["flush"]);
+        assert!(f.status.success() && f.stdout.is_empty(), "{}", text(&f));
+    }
+    assert_eq!(env.recordings("active"), vec![dir.clone()]);
+    let l = run(&env, &["list", "--state", "active"]);
+    assert!(
+        String::from_utf8_lossy(&l.stdout).contains(&format!("recording (writer pid {writer})")),
+        "{}",
+        text(&l)
+    );
+    t.send("later\r");
+    t.expect("got-later", T);
+    assert_eq!(t.wait(T).code(), Some(4));
+    let msgs = mta.wait_for(1, T);
+    assert_eq!(msgs.len(), 1);
+    assert!(msgs[0].header("Subject").unwrap().ends_with(", exit 4)"));
+    assert!(!msgs[0].body.contains("INCOMPLETE"), "{}", msgs[0].body);
+}

@@ -6,6 +6,7 @@
 pub mod helpers;
 pub mod mta;
 pub mod term;
+pub mod tls;
 
 pub use helpers::*;
 pub use mta::*;

@@ -22,6 +22,8 @@ pub struct Mta {
     pub port: u16,
     pub dir: tempfile::TempDir,
     child: Option<Child>,
+    /// `--auth=USER,passwordeval` when set.
+    auth: Option<String>,
 }
 
 impl Mta {
@@ -62,14 +64,29 @@ impl Mta {
             port: free_port(),
             dir,
             child: None,
+            auth: None,
         }
+    }
+
+    /// A running server that requires SMTP authentication as `user` with `password`.
+    pub fn start_with_auth(user: &str, password: &str) -> Mta {
+        let mut m = Mta::down();
+        let pw = m.dir.path().join("server-password");
+        std::fs::write(&pw, password).unwrap();
+        m.auth = Some(format!("--auth={user},cat {}", pw.display()));
+        m.up();
+        m
     }
 
     /// Start msmtpd and wait until it accepts connections.
     pub fn up(&mut self) {
         assert!(self.child.is_none(), "already up");
         for _ in 0..5 {
-            let mut child = Command::new("msmtpd")
+            let mut cmd = Command::new("msmtpd");
+            if let Some(a) = &self.auth {
+                cmd.arg(a);
+            }
+            let mut child = cmd
                 .arg("--interface=127.0.0.1")
                 .arg(format!("--port={}", self.port))
                 .arg(format!(
