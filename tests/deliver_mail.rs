@@ -431,3 +431,61 @@ fn header_injection_in_hostname_and_command_is_neutralised() {
     );
     assert_replays(m);
 }
+
+#[test]
+fn input_log_is_attached_when_recorded() {
+    let mta = Mta::start();
+    let env = env_with("", &smtp_mail(&mta.url()));
+    let mut conf = std::fs::read_to_string(&env.config).unwrap();
+    conf.push_str("[record]\ninput = true\n");
+    std::fs::write(&env.config, conf).unwrap();
+    let mut t = session(&env, "read -r line; echo got-$line; exit 0");
+    t.send("typed-by-the-user\r");
+    t.expect("got-typed-by-the-user", T);
+    t.wait(T);
+    let msgs = mta.wait_for(1, T);
+    assert_eq!(msgs.len(), 1);
+    let m = &msgs[0];
+    let names: Vec<&str> = m.attachments.iter().map(|a| a.0.as_str()).collect();
+    assert_eq!(names, ["typescript.gz", "timing.gz", "input.gz"]);
+    assert!(
+        m.body.contains(
+            "gunzip typescript.gz timing.gz input.gz && scriptreplay -T timing -O typescript"
+        ),
+        "{}",
+        m.body
+    );
+    assert_sums_in_body(m);
+    // Advanced timing: replay the output stream, and the input stream, with the real scriptreplay.
+    let d = tempfile::tempdir().unwrap();
+    for (name, _, path) in &m.attachments {
+        std::fs::copy(path, d.path().join(name)).unwrap();
+    }
+    let st = Command::new("gunzip")
+        .args(&names)
+        .current_dir(d.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let ts = std::fs::read(d.path().join("typescript")).unwrap();
+    let o = Command::new("scriptreplay")
+        .args(["-T", "timing", "-O", "typescript", "-m", "0.0001"])
+        .current_dir(d.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut want = typescript_body(&ts).to_vec();
+    want.push(b'\n');
+    assert_eq!(o.stdout, want);
+    let o = Command::new("scriptreplay")
+        .args(["-T", "timing", "-I", "input", "-x", "in", "-m", "0.0001"])
+        .current_dir(d.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("typed-by-the-user"),
+        "{:?}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}

@@ -15,7 +15,9 @@ use flate2::read::GzDecoder;
 use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
+use lettre::transport::smtp::client::{
+    Certificate, CertificateStore, SmtpConnection, Tls, TlsParameters,
+};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{Message, SmtpTransport, Transport as _};
 
@@ -435,13 +437,39 @@ pub fn local_host() -> String {
         .unwrap_or_default()
 }
 
-/// `mail.from`, or `auditty@<host>`.
+/// This host's fully qualified name without asking DNS (which could hang): the host name if it has a dot, else the
+/// first dotted name on the /etc/hosts line that lists it (Debian's `127.0.1.1 web1.example.com web1`), else the
+/// plain host name.
+pub fn fqdn() -> String {
+    let host = local_host();
+    if host.contains('.') {
+        return host;
+    }
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    fqdn_from_hosts(&host, &hosts).unwrap_or(host)
+}
+
+fn fqdn_from_hosts(host: &str, hosts: &str) -> Option<String> {
+    hosts.lines().find_map(|l| {
+        let names: Vec<&str> = l.split('#').next()?.split_whitespace().skip(1).collect();
+        if names.contains(&host) {
+            names
+                .iter()
+                .find(|n| n.contains('.') && n.starts_with(&format!("{host}.")))
+                .map(|n| n.to_string())
+        } else {
+            None
+        }
+    })
+}
+
+/// `mail.from`, or `auditty@<fqdn>`.
 pub fn sender(cfg: &Config) -> Result<Mailbox> {
     match &cfg.mail.from {
         Some(f) => f
             .parse()
             .map_err(|e| anyhow!("mail.from {f:?} is not a valid address: {e}")),
-        None => format!("auditty@{}", domain_part(&local_host()))
+        None => format!("auditty@{}", domain_part(&fqdn()))
             .parse()
             .map_err(|e| anyhow!("cannot make a sender address from the host name: {e}")),
     }
@@ -641,17 +669,25 @@ fn smtp_transport(
         TlsMode::StartTls => b.tls(Tls::Required(tls_parameters(cfg, host)?)),
         TlsMode::Implicit => b.tls(Tls::Wrapper(tls_parameters(cfg, host)?)),
     };
-    if let (Some(user), Some(pf)) = (&cfg.mail.user, &cfg.mail.password_file) {
-        if tls == TlsMode::Plain && !is_loopback(host) {
-            bail!(
-                "refusing to send the SMTP password in clear text to {host}: use smtps:// or smtp://…?tls=required"
-            );
-        }
+    if let Some(c) = credentials(cfg, host, tls)? {
         b = b
-            .credentials(Credentials::new(user.clone(), read_password(pf)?))
+            .credentials(c)
             .authentication(vec![Mechanism::Plain, Mechanism::Login]);
     }
     Ok(b.build())
+}
+
+/// The SMTP credentials, if configured; never for a clear-text connection to another host.
+fn credentials(cfg: &Config, host: &str, tls: TlsMode) -> Result<Option<Credentials>> {
+    let (Some(user), Some(pf)) = (&cfg.mail.user, &cfg.mail.password_file) else {
+        return Ok(None);
+    };
+    if tls == TlsMode::Plain && !is_loopback(host) {
+        bail!(
+            "refusing to send the SMTP password in clear text to {host}: use smtps:// or smtp://…?tls=required"
+        );
+    }
+    Ok(Some(Credentials::new(user.clone(), read_password(pf)?)))
 }
 
 /// sysexits that say the message itself is refused.
@@ -814,18 +850,42 @@ pub fn probe_transport(cfg: &Config) -> Result<()> {
             Ok(())
         }
         TransportSpec::Smtp { host, port, tls } => {
-            let t = smtp_transport(
-                cfg,
-                &host,
-                port,
-                tls,
-                Duration::from_secs(cfg.mail.timeout.max(1)),
-            )?;
-            match t.test_connection() {
-                Ok(true) => Ok(()),
-                Ok(false) => bail!("{}: the server did not answer NOOP", cfg.mail.transport),
-                Err(e) => bail!("{}: {}", cfg.mail.transport, error_chain(&e)),
+            // Connect, greeting, EHLO, STARTTLS and AUTH as configured, then QUIT: no message.
+            let timeout = Duration::from_secs(cfg.mail.timeout.max(1));
+            let hello = ClientId::Domain(domain_part(&local_host()));
+            let params = match tls {
+                TlsMode::Plain => None,
+                _ => Some(tls_parameters(cfg, &host)?),
+            };
+            let ctx = |e: lettre::transport::smtp::Error| {
+                anyhow!("{}: {}", cfg.mail.transport, error_chain(&e))
+            };
+            let implicit = if tls == TlsMode::Implicit {
+                params.as_ref()
+            } else {
+                None
+            };
+            let mut conn = SmtpConnection::connect(
+                (host.as_str(), port),
+                Some(timeout),
+                &hello,
+                implicit,
+                None,
+            )
+            .map_err(ctx)?;
+            if tls == TlsMode::StartTls {
+                if !conn.can_starttls() {
+                    bail!("{}: the server does not offer STARTTLS", cfg.mail.transport);
+                }
+                conn.starttls(params.as_ref().expect("TLS parameters"), &hello)
+                    .map_err(ctx)?;
             }
+            if let Some(c) = credentials(cfg, &host, tls)? {
+                conn.auth(&[Mechanism::Plain, Mechanism::Login], &c)
+                    .map_err(ctx)?;
+            }
+            let _ = conn.quit();
+            Ok(())
         }
     }
 }
@@ -906,6 +966,20 @@ mod tests {
     }
 
     #[test]
+    fn fqdn_from_etc_hosts() {
+        let hosts = "127.0.0.1 localhost\n127.0.1.1 web1.example.com web1 # comment\n";
+        assert_eq!(
+            fqdn_from_hosts("web1", hosts).as_deref(),
+            Some("web1.example.com")
+        );
+        assert_eq!(fqdn_from_hosts("db", hosts), None);
+        let mut cfg = Config::default();
+        cfg.mail.from = None;
+        let m = sender(&cfg).unwrap();
+        assert!(m.email.to_string().starts_with("auditty@"), "{m}");
+    }
+
+    #[test]
     fn ids_and_domains_are_header_safe() {
         assert_eq!(domain_part("web1.example.com"), "web1.example.com");
         assert_eq!(domain_part("evil\r\nBcc: x@y"), "evilBccxy");
@@ -919,6 +993,95 @@ mod tests {
             message_id(&m),
             "<auditty.20261122T090000Z-alice-0123456789ab@web1X-Evil1>"
         );
+    }
+
+    struct Server(std::process::Child);
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// msmtpd on a free loopback port, storing messages into `dir/inbox`.
+    fn msmtpd(dir: &Path) -> (Server, u16) {
+        let inbox = dir.join("inbox");
+        std::fs::create_dir_all(&inbox).unwrap();
+        let store = dir.join("store.sh");
+        std::fs::write(
+            &store,
+            format!("#!/bin/sh\ncat > {}/msg.eml\n", inbox.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o755)).unwrap();
+        loop {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut c = Command::new("msmtpd")
+                .arg(format!("--port={port}"))
+                .arg(format!("--command={} %F", store.display()))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let end = std::time::Instant::now() + Duration::from_secs(5);
+            while std::time::Instant::now() < end {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return (Server(c), port);
+                }
+                if c.try_wait().unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    #[test]
+    fn probe_and_send_test_for_check_config() {
+        let d = tempfile::tempdir().unwrap();
+        let (server, port) = msmtpd(d.path());
+        let mut cfg = Config::default();
+        cfg.mail.transport = format!("smtp://127.0.0.1:{port}");
+        cfg.mail.to = vec!["auditors@example.com".into()];
+        cfg.mail.timeout = 5;
+        probe_transport(&cfg).unwrap();
+        send_test(&cfg).unwrap();
+        let msg = std::fs::read_to_string(d.path().join("inbox/msg.eml")).unwrap();
+        assert!(msg.contains("Subject: [auditty] test mail from "), "{msg}");
+        assert!(msg.contains("X-Auditty-Recording: test"), "{msg}");
+        drop(server);
+        let e = format!("{:#}", probe_transport(&cfg).unwrap_err());
+        assert!(
+            e.contains(&cfg.mail.transport) && e.contains("Connection refused"),
+            "{e}"
+        );
+        assert!(format!("{:#}", send_test(&cfg).unwrap_err()).contains("Connection refused"));
+
+        cfg.mail.transport = "sendmail".into();
+        let sm = d.path().join("sendmail");
+        std::fs::write(&sm, "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::set_permissions(&sm, std::fs::Permissions::from_mode(0o644)).unwrap();
+        cfg.mail.sendmail_path = sm.clone();
+        let e = format!("{:#}", probe_transport(&cfg).unwrap_err());
+        assert!(e.contains("is not an executable file"), "{e}");
+        std::fs::set_permissions(&sm, std::fs::Permissions::from_mode(0o755)).unwrap();
+        probe_transport(&cfg).unwrap();
+        cfg.mail.sendmail_path = "/nonexistent/sendmail".into();
+        assert!(
+            format!("{:#}", probe_transport(&cfg).unwrap_err()).contains("/nonexistent/sendmail")
+        );
+
+        cfg.mail.transport = "none".into();
+        probe_transport(&cfg).unwrap();
+        assert!(format!("{:#}", send_test(&cfg).unwrap_err()).contains("nothing would be sent"));
     }
 
     #[test]
