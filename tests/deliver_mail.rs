@@ -298,7 +298,11 @@ fn sendmail_transport_with_msmtp_delivers() {
 #[test]
 fn oversized_session_is_mailed_head_and_tail_and_kept_whole() {
     let mta = Mta::start();
-    let env = env_with("", &(smtp_mail(&mta.url()) + "max_size = \"1M\"\n"));
+    // keep_days = 0 removes delivered recordings at once, but not one whose mail held only head and tail.
+    let env = env_with(
+        "keep_days = 0",
+        &(smtp_mail(&mta.url()) + "max_size = \"1M\"\n"),
+    );
     // ~3.2 MB of incompressible text: the attachments cannot fit 1 MiB.
     let mut t = session(
         &env,
@@ -347,6 +351,13 @@ fn oversized_session_is_mailed_head_and_tail_and_kept_whole() {
     let v = run(&env, &["verify", &id]);
     assert!(v.status.success(), "{}", common::deliver::text(&v));
     assert!(std::fs::metadata(dir.join("typescript.gz")).unwrap().len() > 1 << 20);
+    let f = run(&env, &["flush"]);
+    assert!(f.status.success(), "{}", common::deliver::text(&f));
+    assert_eq!(
+        env.recordings("sent"),
+        vec![dir.clone()],
+        "the only full copy is kept"
+    );
 }
 
 /// Hostname and command text are user-influenced: neither can add a header, a recipient or a MIME part.
