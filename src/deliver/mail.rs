@@ -965,6 +965,83 @@ mod tests {
         }
     }
 
+    fn gunzip(b: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        GzDecoder::new(b).read_to_end(&mut out).unwrap();
+        out
+    }
+
+    /// An advanced-format recording with input, too big for the limit: the excerpt's timing must account for exactly
+    /// the bytes of both excerpt data files, and keep head, tail and the H lines.
+    #[test]
+    fn excerpt_with_input_stream_is_consistent() {
+        let d = tempfile::tempdir().unwrap();
+        let hdr = "Script started on 2026-11-22 10:00:00+00:00 [TERM=\"dumb\" TTY=\"/dev/pts/1\" COLUMNS=\"80\" LINES=\"24\"]\n";
+        let mut ts = hdr.as_bytes().to_vec();
+        let mut inp = hdr.as_bytes().to_vec();
+        let mut tm = String::from("H 0.000000 START_TIME 2026-11-22 10:00:00+00:00\n");
+        let mut seed = 7u64;
+        for i in 0..4000 {
+            // Incompressible output chunks, and a keystroke now and then.
+            let chunk: String = (0..500)
+                .map(|_| {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (b'!' + (seed >> 58) as u8) as char
+                })
+                .collect();
+            let chunk = format!("{i:05}{chunk}\r\n");
+            ts.extend_from_slice(chunk.as_bytes());
+            tm.push_str(&format!("O 0.001000 {}\n", chunk.len()));
+            if i % 100 == 0 {
+                inp.extend_from_slice(b"ls\r");
+                tm.push_str("I 0.200000 3\n");
+            }
+        }
+        tm.push_str("H 0.000000 DURATION 12.0\nH 0.000000 EXIT_CODE 0\n");
+        let footer = b"\nScript done on 2026-11-22 10:00:12+00:00 [COMMAND_EXIT_CODE=\"0\"]\n";
+        ts.extend_from_slice(footer);
+        inp.extend_from_slice(footer);
+        std::fs::write(d.path().join("typescript"), &ts).unwrap();
+        std::fs::write(d.path().join("input"), &inp).unwrap();
+        std::fs::write(d.path().join("timing"), &tm).unwrap();
+        let meta = Meta {
+            id: "20261122T100000Z-a-000000000001".into(),
+            input_recorded: true,
+            timing_format: "advanced".into(),
+            ..Meta::default()
+        };
+        let mut cfg = Config::default();
+        cfg.mail.max_size = 1 << 20;
+        let (atts, trunc) = attachments(&cfg, d.path(), &meta).unwrap();
+        let trunc = trunc.expect("truncated");
+        assert!(!trunc.dropped && trunc.omitted > 0 && trunc.kept_head > 0);
+        let names: Vec<&str> = atts.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["typescript.gz", "timing.gz", "input.gz"]);
+        let total: u64 = atts.iter().map(|a| encoded(a.data.len() as u64)).sum();
+        assert!(total + BODY_RESERVE <= cfg.mail.max_size, "{total}");
+        let ex_ts = gunzip(&atts[0].data);
+        let ex_tm = Timing::parse(&gunzip(&atts[1].data));
+        let ex_in = gunzip(&atts[2].data);
+        let body = |b: &[u8]| {
+            let start = b.iter().position(|c| *c == b'\n').unwrap() + 1;
+            (b.len() - start - footer.len()) as u64
+        };
+        assert_eq!(ex_tm.totals(), [body(&ex_ts), body(&ex_in)]);
+        assert!(ex_ts.starts_with(hdr.as_bytes()) && ex_ts.ends_with(footer));
+        let text = String::from_utf8_lossy(&ex_ts);
+        assert!(
+            text.contains("\n00000") && text.contains("03999"),
+            "head and tail kept"
+        );
+        assert!(!text.contains("02000"), "the middle is left out");
+        assert!(text.contains("bytes of this session are left out here"));
+        let rendered = String::from_utf8(ex_tm.render()).unwrap();
+        assert!(rendered.starts_with("H 0.000000 START_TIME"));
+        assert!(rendered.ends_with("H 0.000000 DURATION 12.0\nH 0.000000 EXIT_CODE 0\n"));
+    }
+
     #[test]
     fn fqdn_from_etc_hosts() {
         let hosts = "127.0.0.1 localhost\n127.0.1.1 web1.example.com web1 # comment\n";

@@ -40,6 +40,7 @@ pub fn backoff(cfg: &Config, attempts: u32) -> u64 {
 /// The caller holds the recording's lock. Compression problems (e.g. a full disk) do not stop the queueing: the
 /// uncompressed files are kept and compressed in memory when the mail is built.
 pub fn enqueue(cfg: &Config, spool: &Spool, meta: &mut Meta) -> Result<()> {
+    let started = std::time::Instant::now();
     let id = meta.id.clone();
     let dir = spool.recording_dir(State::Active, &id);
     let mut all_compressed = true;
@@ -72,6 +73,7 @@ pub fn enqueue(cfg: &Config, spool: &Spool, meta: &mut Meta) -> Result<()> {
         meta.files.insert(layout::COMMANDS.to_string(), s);
     }
     meta.queued_unix = Some(now_unix());
+    meta.compress_ms = Some(started.elapsed().as_millis() as u64);
     if meta.next_try_unix.is_none() {
         meta.next_try_unix = meta.queued_unix;
     }
@@ -121,6 +123,7 @@ pub fn deliver(
     let id = meta.id.clone();
     let dir = spool.recording_dir(state, &id);
     meta.attempts += 1;
+    let started = std::time::Instant::now();
     let result = mail::build(cfg, &dir, meta)
         .map_err(|e| mail::SendError {
             permanent: false,
@@ -128,6 +131,7 @@ pub fn deliver(
         })
         .and_then(|b| mail::send(cfg, &b.message).map(|()| b.truncated));
     let now = now_unix();
+    meta.send_ms = Some(started.elapsed().as_millis() as u64);
     match result {
         Ok(truncated) => {
             meta.sent_unix = Some(now);
