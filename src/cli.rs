@@ -28,18 +28,24 @@ pub enum Command {
         /// Run COMMAND through the user's shell instead of an interactive login shell
         #[arg(short = 'c', value_name = "COMMAND")]
         command: Option<String>,
+        /// Only decide, for /etc/profile.d/auditty.sh: exit 0 record, 3 already inside a recording, 4 exempt or no
+        /// terminal, 5 recording impossible with policy.on_error=open, 6 the same with closed (reason on stdout)
+        #[arg(long, conflicts_with = "command")]
+        check: bool,
     },
     /// Replay a recording (directory, typescript path or recording id; .gz files are read transparently)
     Play {
-        /// Speed factor (2 = twice as fast)
+        /// Speed factor (2 = twice as fast), 0.001 to 1000000
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
-        /// Longest pause between two chunks, in seconds
+        /// Longest pause between two chunks, in seconds, after --speed (0 = no pauses)
         #[arg(long, value_name = "S")]
         max_delay: Option<f64>,
-        /// Which stream to play
+        /// Which stream to play: out (what the user saw) or in (their keystrokes, with record.input)
         #[arg(long, value_enum, default_value_t = Stream::Out)]
         stream: Stream,
+        /// A recording directory, a typescript file (timing next to it), or a recording id (or a unique
+        /// prefix of one) in the spool
         recording: String,
     },
     /// Deliver queued recordings that are due, and recover orphaned ones

@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     let privilege = privilege::Privilege::at_start();
     let cli = cli::Cli::parse();
     let result = match cli.command {
-        cli::Command::Session { ref command } => {
+        cli::Command::Session { ref command, .. } => {
             cmd::session::run(&cli, privilege, command.clone())
         }
         cli::Command::Play {

@@ -45,8 +45,11 @@ impl ExecPlan {
         self.path.to_str().unwrap_or("?")
     }
 
-    /// Replace this process with the planned program (used on paths that never fork, e.g. no terminal).
+    /// Replace this process with the planned program (used on paths that never fork, e.g. no terminal), with
+    /// default signal dispositions and an empty mask: the Rust runtime ignores SIGPIPE, and an ignored signal
+    /// stays ignored across execve (`yes | head -1` would then print "Broken pipe" in `ssh host cmd`).
     pub fn exec(&self) -> io::Error {
+        reset_signals();
         // SAFETY: path, argv and envp are NUL-terminated C strings owned by `self`, and both pointer arrays end in NULL.
         unsafe {
             libc::execve(
@@ -106,7 +109,7 @@ pub fn spawn_on_pty(
         Forked::Parent(pid) => Ok(pid),
         Forked::Child => {
             // SAFETY: we are the child of a single-threaded fork; every call below is async-signal-safe (setsid, ioctl,
-            // dup2, close, sigaction, sigprocmask, execve, write, _exit) and uses only memory allocated before fork.
+            // dup2, close) and uses only memory allocated before fork.
             unsafe {
                 libc::setsid();
                 libc::ioctl(slave, libc::TIOCSCTTY as _, 0);
@@ -116,14 +119,10 @@ pub fn spawn_on_pty(
                 if slave > 2 {
                     libc::close(slave);
                 }
-                for sig in 1..libc::SIGRTMAX() {
-                    if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                        libc::signal(sig, libc::SIG_DFL);
-                    }
-                }
-                let mut empty: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut empty);
-                libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            }
+            reset_signals();
+            // SAFETY: as above; execve, write and _exit are async-signal-safe.
+            unsafe {
                 libc::execve(
                     plan.path.as_ptr(),
                     plan.argv_ptrs.as_ptr(),
@@ -135,6 +134,56 @@ pub fn spawn_on_pty(
                 libc::_exit(127)
             }
         }
+    }
+}
+
+/// Every signal to its default disposition and an empty signal mask, as a freshly exec'd program expects.
+/// Async-signal-safe (raw syscalls only), so it may run between fork and exec. glibc's signal(3) refuses the
+/// two signals it reserves (32 and 33), which a parent may have left ignored: the raw rt_sigaction does not.
+pub fn reset_signals() {
+    // The kernel's struct sigaction with every field zero: SIG_DFL, no flags, no restorer, empty mask. 32 bytes
+    // covers the largest layout (handler, flags, restorer, 64-bit mask).
+    let dfl = [0u64; 4];
+    let empty = 0u64;
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction reads one kernel sigaction from `dfl` (valid, large enough) and writes nothing
+        // (NULL old action); the set size is the kernel's 8 bytes.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                dfl.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            )
+        };
+    }
+    // SAFETY: rt_sigprocmask reads one 8-byte signal set from `empty` and writes nothing.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &empty as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        )
+    };
+}
+
+/// poll(2) over raw `pollfd`s (a negative fd is skipped, as poll(2) defines). The relay builds its set on the
+/// stack every turn; nix's `PollFd` borrows descriptors and cannot be kept or placed in a fixed array cheaply.
+/// Returns the number of ready entries; EINTR is returned as an error like any other.
+pub fn poll_fds(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
+    // SAFETY: `fds` is a valid, exclusively borrowed array of `fds.len()` pollfd structs; poll only reads the fd
+    // numbers and events and writes revents. An fd that is not open just reports POLLNVAL.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc as usize)
     }
 }
 

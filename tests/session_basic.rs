@@ -23,13 +23,7 @@ fn command_output_exit_code_and_recording() {
     );
     let recs = env.wait_for("queue", 1, Duration::from_secs(5));
     assert_eq!(recs.len(), 1, "one recording queued");
-    // Queued recordings are compressed (typescript.gz, timing.gz).
-    let mut ts = Vec::new();
-    std::io::Read::read_to_end(
-        &mut flate2::read::GzDecoder::new(&read(&recs[0].join("typescript.gz"))[..]),
-        &mut ts,
-    )
-    .unwrap();
+    let ts = read(&recs[0].join("typescript"));
     let text = String::from_utf8_lossy(&ts);
     assert!(text.starts_with("Script started on "), "{text}");
     assert!(text.contains("COMMAND=\"printf"), "{text}");

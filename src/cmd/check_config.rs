@@ -1,17 +1,670 @@
-//! `auditty check-config`: validate the configuration, the spool and the mail transport.
+//! `auditty check-config [--send-test]`: parse and validate every key, check the spool, the guard registry, the
+//! binary's privilege and the mail transport, and say what is wrong naming the key. Exit 0 when nothing is an error
+//! (warnings allowed), 1 otherwise. install.sh runs it before it enables the profile.d script.
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Result;
 
 use crate::cli::Cli;
+use crate::config::{self, Config};
 use crate::privilege::Privilege;
 
-pub fn run(cli: &Cli, mut privilege: Privilege, _send_test: bool) -> Result<ExitCode> {
-    privilege.drop_unless_trusted()?;
-    let cfg = privilege.load_config(cli)?;
-    for (k, v) in crate::config::describe(&cfg) {
-        println!("{k} = {v}");
+/// Print a line; a closed stdout (`check-config | head`) is not an error worth a panic.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// The group install.sh creates and the binary is setgid to.
+pub const GROUP: &str = "auditty";
+
+#[derive(Default)]
+struct Report {
+    errors: usize,
+    warnings: usize,
+}
+
+impl Report {
+    fn ok(&mut self, msg: impl AsRef<str>) {
+        say!("  ok       {}", msg.as_ref());
     }
-    Ok(ExitCode::SUCCESS)
+    fn warn(&mut self, msg: impl AsRef<str>) {
+        self.warnings += 1;
+        say!("  warning  {}", msg.as_ref());
+    }
+    fn error(&mut self, msg: impl AsRef<str>) {
+        self.errors += 1;
+        say!("  error    {}", msg.as_ref());
+    }
+}
+
+pub fn run(cli: &Cli, mut privilege: Privilege, send_test: bool) -> Result<ExitCode> {
+    privilege.drop_unless_trusted()?;
+    let path = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| config::DEFAULT_PATH.into());
+    say!("auditty check-config: {}", path.display());
+    let mut r = Report::default();
+    let cfg = match privilege.load_config(cli) {
+        Ok(c) => {
+            if path.exists() {
+                r.ok("configuration parses; every key has a valid type and value");
+            } else {
+                r.warn(format!(
+                    "{} does not exist: built-in defaults are used",
+                    path.display()
+                ));
+            }
+            c
+        }
+        Err(e) => {
+            r.error(format!("{e:#}"));
+            say!("1 error: fix the key named above (see auditty.conf(5))");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let auditty_gid = nix::unistd::Group::from_name(GROUP)
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw());
+    if auditty_gid.is_none() {
+        r.warn(format!(
+            "group {GROUP} does not exist: run install.sh (recordings are not protected from their users)"
+        ));
+    }
+    config_file(&mut r, &path, auditty_gid);
+    binary(&mut r, auditty_gid);
+    keys(&mut r, &cfg);
+    spool(&mut r, &cfg.spool.dir, auditty_gid);
+    run_dir(&mut r, &cfg.spool.run_dir, auditty_gid);
+    fifo_dir(&mut r, &cfg);
+    syslog_target(&mut r, &cfg);
+    sshd_mode(&mut r);
+    transport(&mut r, &cfg);
+    if send_test {
+        match send_test_mail(&cfg) {
+            Ok(to) => r.ok(format!(
+                "--send-test: the transport accepted a test mail to {to}"
+            )),
+            Err(e) => r.error(format!("--send-test: mail.transport: {e:#}")),
+        }
+    }
+    say!("effective configuration:");
+    for (k, v) in config::describe(&cfg) {
+        say!("  {k} = {v}");
+    }
+    say!(
+        "{} error{}, {} warning{}",
+        r.errors,
+        if r.errors == 1 { "" } else { "s" },
+        r.warnings,
+        if r.warnings == 1 { "" } else { "s" }
+    );
+    Ok(if r.errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn owner_mode(md: &std::fs::Metadata) -> String {
+    let name = |uid: u32| {
+        nix::unistd::User::from_uid(uid.into())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_else(|| uid.to_string())
+    };
+    let group = |gid: u32| {
+        nix::unistd::Group::from_gid(gid.into())
+            .ok()
+            .flatten()
+            .map(|g| g.name)
+            .unwrap_or_else(|| gid.to_string())
+    };
+    format!(
+        "{}:{} {:04o}",
+        name(md.uid()),
+        group(md.gid()),
+        md.mode() & 0o7777
+    )
+}
+
+fn config_file(r: &mut Report, path: &Path, gid: Option<u32>) {
+    let Ok(md) = std::fs::metadata(path) else {
+        return;
+    };
+    let om = owner_mode(&md);
+    if md.uid() != 0 || md.mode() & 0o022 != 0 {
+        r.error(format!(
+            "{}: {om}: must be owned by root and not writable by group or others (auditty refuses it when setgid)",
+            path.display()
+        ));
+    } else if md.mode() & 0o004 != 0 {
+        r.warn(format!(
+            "{}: {om}: readable by everyone; install.sh makes it root:{GROUP} 0640",
+            path.display()
+        ));
+    } else if gid.is_some_and(|g| g != md.gid()) && md.mode() & 0o040 != 0 {
+        r.warn(format!(
+            "{}: {om}: group should be {GROUP} (root:{GROUP} 0640)",
+            path.display()
+        ));
+    } else {
+        r.ok(format!("{}: {om}", path.display()));
+    }
+}
+
+fn binary(r: &mut Report, gid: Option<u32>) {
+    let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
+        return;
+    };
+    let Ok(md) = std::fs::metadata(&exe) else {
+        return;
+    };
+    let om = owner_mode(&md);
+    let setgid = md.mode() & 0o2000 != 0;
+    if setgid && gid.is_some_and(|g| g == md.gid()) && md.uid() == 0 && md.mode() & 0o022 == 0 {
+        r.ok(format!("{}: {om} (setgid {GROUP})", exe.display()));
+    } else {
+        r.warn(format!(
+            "{}: {om}: not root-owned and setgid {GROUP} (install.sh installs it root:{GROUP} 2755); recordings \
+             made by this binary are not protected from their users",
+            exe.display()
+        ));
+    }
+}
+
+/// Checks of single keys beyond what parsing already validated.
+fn keys(r: &mut Report, cfg: &Config) {
+    let m = &cfg.mail;
+    if m.transport == "none" {
+        r.warn("mail.transport = \"none\": recordings stay in the spool and are never mailed");
+    } else if m.to.is_empty() {
+        r.error(format!(
+            "mail.to: no auditor address, but mail.transport = {:?}: nothing could be delivered",
+            m.transport
+        ));
+    } else {
+        r.ok(format!("mail.to = {}", m.to.join(", ")));
+    }
+    if let Some(from) = &m.from
+        && (!from.contains('@') || from.chars().any(|c| c.is_control() || c.is_whitespace()))
+    {
+        r.error(format!("mail.from: not an email address: {from:?}"));
+    }
+    if m.subject.contains(['\r', '\n']) {
+        r.error("mail.subject: must be one line");
+    }
+    let mut rest = m.subject.as_str();
+    while let Some(i) = rest.find('{') {
+        let after = &rest[i + 1..];
+        match after.find('}') {
+            Some(j) => {
+                let name = &after[..j];
+                if !["user", "host", "tty", "start", "duration", "exit"].contains(&name) {
+                    r.error(format!(
+                        "mail.subject: unknown placeholder {{{name}}} (known: {{user}} {{host}} {{tty}} {{start}} \
+                         {{duration}} {{exit}})"
+                    ));
+                }
+                rest = &after[j + 1..];
+            }
+            None => break,
+        }
+    }
+    if m.transport.starts_with("smtp") {
+        if let Err(e) = parse_smtp(&m.transport) {
+            r.error(format!("mail.transport: {e}"));
+        }
+    } else if m.transport == "sendmail" {
+        let ok = std::fs::metadata(&m.sendmail_path)
+            .map(|md| md.is_file() && md.mode() & 0o111 != 0)
+            .unwrap_or(false);
+        if !ok {
+            r.error(format!(
+                "mail.sendmail_path: {} is not an executable file (mail.transport = \"sendmail\")",
+                m.sendmail_path.display()
+            ));
+        }
+    }
+    match (&m.user, &m.password_file) {
+        (Some(_), None) => r.error("mail.password_file: required when mail.user is set"),
+        (None, Some(_)) => r.error("mail.user: required when mail.password_file is set"),
+        (Some(_), Some(p)) => match std::fs::metadata(p) {
+            Err(e) => r.error(format!("mail.password_file: {}: {e}", p.display())),
+            Ok(md) if md.mode() & 0o004 != 0 => r.error(format!(
+                "mail.password_file: {} is readable by everyone ({})",
+                p.display(),
+                owner_mode(&md)
+            )),
+            Ok(_) => {
+                if let Err(e) = std::fs::read(p) {
+                    r.error(format!("mail.password_file: {}: {e}", p.display()));
+                }
+            }
+        },
+        (None, None) => {}
+    }
+    if m.max_size < 64 << 10 {
+        r.warn(format!(
+            "mail.max_size = {}: below 64K, mails will hold very little of a session",
+            m.max_size
+        ));
+    }
+    if cfg.spool.max_size != 0 && cfg.spool.max_size < 16 << 20 {
+        r.warn(format!(
+            "spool.max_size = {}: below 16M, recordings will be evicted quickly",
+            cfg.spool.max_size
+        ));
+    }
+    for u in &cfg.policy.exempt_users {
+        if nix::unistd::User::from_name(u).ok().flatten().is_none() {
+            r.warn(format!("policy.exempt_users: no such user {u:?}"));
+        }
+    }
+    for g in &cfg.policy.exempt_groups {
+        if nix::unistd::Group::from_name(g).ok().flatten().is_none() {
+            r.warn(format!("policy.exempt_groups: no such group {g:?}"));
+        }
+    }
+}
+
+fn spool(r: &mut Report, dir: &Path, gid: Option<u32>) {
+    let md = match std::fs::metadata(dir) {
+        Ok(md) if md.is_dir() => md,
+        Ok(_) => return r.error(format!("spool.dir: {} is not a directory", dir.display())),
+        Err(e) => {
+            return r.error(format!(
+                "spool.dir: {}: {e} (install.sh creates it root:{GROUP} 0770)",
+                dir.display()
+            ));
+        }
+    };
+    let om = owner_mode(&md);
+    let mut bad = false;
+    if md.mode() & 0o007 != 0 {
+        r.error(format!(
+            "spool.dir: {}: {om}: others must have no access (recordings hold secrets); install.sh makes it \
+             root:{GROUP} 0770",
+            dir.display()
+        ));
+        bad = true;
+    }
+    if let Some(g) = gid
+        && (md.gid() != g || md.mode() & 0o070 != 0o070)
+    {
+        r.error(format!(
+            "spool.dir: {}: {om}: group {GROUP} must own it with rwx (root:{GROUP} 0770)",
+            dir.display()
+        ));
+        bad = true;
+    }
+    for st in crate::spool::layout::State::ALL {
+        let sub = dir.join(st.dir_name());
+        if let Ok(smd) = std::fs::metadata(&sub)
+            && let Some(g) = gid
+            && (smd.gid() != g || smd.mode() & 0o070 != 0o070 || smd.mode() & 0o007 != 0)
+        {
+            r.error(format!(
+                "spool.dir: {}: {}: must be {GROUP}-writable and private like the spool",
+                sub.display(),
+                owner_mode(&smd)
+            ));
+            bad = true;
+        }
+    }
+    let probe = dir.join(crate::spool::layout::State::Active.dir_name());
+    let target = if probe.is_dir() {
+        probe
+    } else {
+        dir.to_path_buf()
+    };
+    if let Err(e) = tempfile::Builder::new()
+        .prefix(".check-")
+        .tempdir_in(&target)
+    {
+        r.error(format!(
+            "spool.dir: cannot create a recording in {}: {e}",
+            target.display()
+        ));
+        bad = true;
+    }
+    if !bad {
+        r.ok(format!("spool.dir {}: {om}, writable", dir.display()));
+    }
+}
+
+fn run_dir(r: &mut Report, dir: &Path, gid: Option<u32>) {
+    let md = match std::fs::metadata(dir) {
+        Ok(md) if md.is_dir() => md,
+        Ok(_) => {
+            return r.error(format!(
+                "spool.run_dir: {} is not a directory",
+                dir.display()
+            ));
+        }
+        Err(e) => {
+            return r.error(format!(
+                "spool.run_dir: {}: {e} (install.sh creates it root:{GROUP} 0775 and a tmpfiles.d/cron entry \
+                 recreates it at boot); without it nested logins (su -, bash -l) are detected by process ancestry \
+                 only and tmux panes are recorded again",
+                dir.display()
+            ));
+        }
+    };
+    let om = owner_mode(&md);
+    if md.mode() & 0o002 != 0 {
+        return r.error(format!(
+            "spool.run_dir: {}: {om}: writable by everyone, so anyone could fake a live recording",
+            dir.display()
+        ));
+    }
+    if let Some(g) = gid
+        && (md.gid() != g || md.mode() & 0o020 == 0)
+    {
+        return r.error(format!(
+            "spool.run_dir: {}: {om}: must be writable by group {GROUP} (root:{GROUP} 0775)",
+            dir.display()
+        ));
+    }
+    if md.mode() & 0o005 != 0o005 {
+        return r.error(format!(
+            "spool.run_dir: {}: {om}: must be readable by everyone (the hook looks up the terminal there)",
+            dir.display()
+        ));
+    }
+    r.ok(format!("spool.run_dir {}: {om}", dir.display()));
+}
+
+fn fifo_dir(r: &mut Report, cfg: &Config) {
+    if !cfg.hook.enabled {
+        return r.warn("hook.enabled = false: commands are not logged to syslog");
+    }
+    let d = &cfg.hook.fifo_dir;
+    match std::fs::metadata(d) {
+        Ok(md) if md.is_dir() => {
+            if md.mode() & 0o002 != 0 && md.mode() & 0o1000 == 0 {
+                r.error(format!(
+                    "hook.fifo_dir: {}: {}: world-writable without the sticky bit",
+                    d.display(),
+                    owner_mode(&md)
+                ));
+            } else {
+                r.ok(format!(
+                    "hook.fifo_dir {}: {}",
+                    d.display(),
+                    owner_mode(&md)
+                ));
+            }
+        }
+        Ok(_) => r.error(format!("hook.fifo_dir: {} is not a directory", d.display())),
+        Err(e) => r.error(format!("hook.fifo_dir: {}: {e}", d.display())),
+    }
+}
+
+fn syslog_target(r: &mut Report, cfg: &Config) {
+    let t = &cfg.syslog.target;
+    if t == "none" {
+        return r.warn("syslog.target = \"none\": no session or command events are logged");
+    }
+    if let Some(path) = t.strip_prefix("unix:") {
+        let is_socket = std::fs::metadata(path)
+            .map(|m| m.file_type().is_socket())
+            .unwrap_or(false);
+        let reachable = is_socket
+            && (std::os::unix::net::UnixDatagram::unbound()
+                .and_then(|s| s.connect(path))
+                .is_ok()
+                || std::os::unix::net::UnixStream::connect(path).is_ok());
+        if reachable {
+            r.ok(format!("syslog.target {t}: a syslog daemon is listening"));
+        } else {
+            r.warn(format!(
+                "syslog.target: nothing listens at {path}: events are kept in the recordings only"
+            ));
+        }
+        return;
+    }
+    let Some((scheme, hostport)) = t.split_once("://") else {
+        return r.error(format!("syslog.target: cannot parse {t:?}"));
+    };
+    let addr = match hostport.to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(a)) => a,
+        _ => {
+            return r.error(format!(
+                "syslog.target: cannot resolve {hostport:?} (expected host:port)"
+            ));
+        }
+    };
+    if scheme == "tcp" {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(cfg.mail.timeout.min(10))) {
+            Ok(_) => r.ok(format!("syslog.target {t}: connected")),
+            Err(e) => r.warn(format!(
+                "syslog.target {t}: {e}: events are kept in the recordings until it is back"
+            )),
+        }
+    } else {
+        r.ok(format!("syslog.target {t} (UDP: not verifiable)"));
+    }
+}
+
+/// Hardened mode: things that would let a user run code before sshd starts auditty.
+fn sshd_mode(r: &mut Report) {
+    if !Path::new("/etc/ssh/sshd_config.d/auditty.conf").exists() {
+        return;
+    }
+    let pam = std::fs::read_to_string("/etc/pam.d/sshd").unwrap_or_default();
+    if pam
+        .lines()
+        .any(|l| l.split('#').next().unwrap_or("").contains("user_readenv=1"))
+    {
+        r.warn(
+            "/etc/pam.d/sshd: pam_env user_readenv=1 lets users set LD_PRELOAD and the like for the shell that \
+             starts auditty (sshd ForceCommand mode); install.sh --sshd sets user_readenv=0",
+        );
+    } else {
+        r.ok("sshd ForceCommand mode: /etc/ssh/sshd_config.d/auditty.conf, no user environment from PAM");
+    }
+}
+
+/// `smtp://host[:port][?tls=required]` or `smtps://host[:port]` → (implicit TLS, host, port, STARTTLS required).
+fn parse_smtp(t: &str) -> Result<(bool, String, u16, bool), String> {
+    let (implicit, rest) = if let Some(r) = t.strip_prefix("smtps://") {
+        (true, r)
+    } else if let Some(r) = t.strip_prefix("smtp://") {
+        (false, r)
+    } else {
+        return Err(format!("expected smtp:// or smtps://, got {t:?}"));
+    };
+    let (hostport, query) = match rest.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (rest, None),
+    };
+    let starttls = match query {
+        None => false,
+        Some("tls=required") if !implicit => true,
+        Some(q) => {
+            return Err(format!(
+                "unknown option {q:?} (only smtp://host[:port]?tls=required)"
+            ));
+        }
+    };
+    let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
+        let (h, p) = h
+            .split_once(']')
+            .ok_or_else(|| format!("bad IPv6 address in {t:?}"))?;
+        (h.to_string(), p.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (hostport.to_string(), None),
+        }
+    };
+    if host.is_empty() || host.contains('/') {
+        return Err(format!("no host in {t:?}"));
+    }
+    let port = match port {
+        Some(p) => p
+            .parse::<u16>()
+            .map_err(|_| format!("bad port {p:?} in {t:?}"))?,
+        None if implicit => 465,
+        None => 25,
+    };
+    Ok((implicit, host, port, starttls))
+}
+
+/// Is the mail transport there? SMTP: connect and read the 220 greeting (TLS is verified by --send-test);
+/// sendmail: the program exists (checked in `keys`).
+// Interim: replace by deliver::mail::probe_transport once delivery (issue 3) lands.
+fn transport(r: &mut Report, cfg: &Config) {
+    let t = &cfg.mail.transport;
+    let Ok((implicit, host, port, _)) = parse_smtp(t) else {
+        return;
+    };
+    let timeout = Duration::from_secs(cfg.mail.timeout.clamp(1, 30));
+    let addrs: Vec<_> = match (host.as_str(), port).to_socket_addrs() {
+        Ok(a) => a.collect(),
+        Err(e) => return r.error(format!("mail.transport: cannot resolve {host}: {e}")),
+    };
+    let mut last = None;
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, timeout) {
+            Ok(mut s) => {
+                if implicit {
+                    return r.ok(format!("mail.transport {t}: {a} accepts connections"));
+                }
+                let _ = s.set_read_timeout(Some(timeout));
+                let mut line = String::new();
+                let got = BufReader::new(&s).read_line(&mut line);
+                let _ = s.write_all(b"QUIT\r\n");
+                return match got {
+                    Ok(_) if line.starts_with("220") => r.ok(format!(
+                        "mail.transport {t}: {a} answers: {}",
+                        line.trim_end()
+                    )),
+                    _ => r.error(format!(
+                        "mail.transport {t}: {a} connected but did not greet with 220 (got {:?})",
+                        line.trim_end()
+                    )),
+                };
+            }
+            Err(e) => last = Some(format!("{a}: {e}")),
+        }
+    }
+    r.error(format!(
+        "mail.transport {t}: unreachable ({}); recordings will wait in the queue",
+        last.unwrap_or_else(|| "no address".into())
+    ));
+}
+
+/// `--send-test`: one short mail to every auditor through the configured transport.
+// Interim: replace by deliver::mail::send_test once delivery (issue 3) lands.
+fn send_test_mail(cfg: &Config) -> Result<String> {
+    use lettre::Transport;
+    use lettre::message::{Mailbox, Message};
+    let m = &cfg.mail;
+    anyhow::ensure!(m.transport != "none", "mail.transport is \"none\"");
+    anyhow::ensure!(!m.to.is_empty(), "mail.to is empty");
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    let from: Mailbox = m
+        .from
+        .clone()
+        .unwrap_or_else(|| format!("auditty@{host}"))
+        .parse()?;
+    let mut b = Message::builder()
+        .from(from)
+        .subject(format!("[auditty] test mail from {host}"));
+    for to in &m.to {
+        b = b.to(to.parse()?);
+    }
+    let msg = b.body(format!(
+        "This is a test mail from `auditty check-config --send-test` on {host}.\n\
+         Session recordings from this host will be mailed to: {}\n",
+        m.to.join(", ")
+    ))?;
+    let timeout = Some(Duration::from_secs(m.timeout));
+    if m.transport == "sendmail" {
+        lettre::SendmailTransport::new_with_command(&m.sendmail_path)
+            .send(&msg)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    } else {
+        let (implicit, host, port, starttls) =
+            parse_smtp(&m.transport).map_err(|e| anyhow::anyhow!(e))?;
+        let mut tb = if implicit {
+            lettre::SmtpTransport::relay(&host)?
+        } else if starttls {
+            lettre::SmtpTransport::starttls_relay(&host)?
+        } else {
+            lettre::SmtpTransport::builder_dangerous(&host)
+        }
+        .port(port)
+        .timeout(timeout);
+        if let (Some(u), Some(p)) = (&m.user, &m.password_file) {
+            let pw = std::fs::read_to_string(p)?;
+            tb = tb.credentials(lettre::transport::smtp::authentication::Credentials::new(
+                u.clone(),
+                pw.trim_end_matches(['\r', '\n']).to_string(),
+            ));
+        }
+        tb.build().send(&msg)?;
+    }
+    Ok(m.to.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn smtp_urls() {
+        assert_eq!(
+            parse_smtp("smtp://relay.example.com").unwrap(),
+            (false, "relay.example.com".into(), 25, false)
+        );
+        assert_eq!(
+            parse_smtp("smtp://127.0.0.1:2525?tls=required").unwrap(),
+            (false, "127.0.0.1".into(), 2525, true)
+        );
+        assert_eq!(
+            parse_smtp("smtps://[::1]:4650").unwrap(),
+            (true, "::1".into(), 4650, false)
+        );
+        assert!(parse_smtp("smtp://host:99999").is_err());
+        assert!(parse_smtp("smtps://host?tls=required").is_err());
+        assert!(parse_smtp("smtp://:25").is_err());
+    }
+
+    #[test]
+    fn unknown_subject_placeholder_is_an_error() {
+        let mut cfg = Config::default();
+        cfg.mail.subject = "{user} {bogus}".into();
+        let mut r = Report::default();
+        keys(&mut r, &cfg);
+        assert_eq!(r.errors, 1);
+    }
+
+    #[test]
+    fn world_accessible_spool_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut r = Report::default();
+        spool(&mut r, d.path(), None);
+        assert_eq!(r.errors, 1);
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o770)).unwrap();
+        let mut r = Report::default();
+        spool(&mut r, d.path(), None);
+        assert_eq!(r.errors, 0);
+    }
 }

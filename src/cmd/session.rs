@@ -12,7 +12,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
-use nix::unistd::{User, pipe2};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::unistd::{Pid, User, pipe2};
 use time::{OffsetDateTime, UtcOffset};
 
 use crate::cli::Cli;
@@ -25,7 +26,7 @@ use crate::session::relay::{self, Endpoints};
 use crate::session::signals::Signals;
 use crate::session::terminal::{self, RawMode};
 use crate::spool::frames::{self, Kind};
-use crate::spool::guard;
+use crate::spool::guard::{self, Registration};
 use crate::spool::layout::{self, Spool};
 use crate::spool::writer::{self, WriterFiles, WriterPlan};
 use crate::sys::{self, ExecPlan, Forked};
@@ -95,6 +96,11 @@ impl ShellPlan {
 }
 
 pub fn run(cli: &Cli, mut privilege: Privilege, command: Option<String>) -> Result<ExitCode> {
+    // `--check` for profile.d, and sshd ForceCommand sessions (SSH_ORIGINAL_COMMAND): src/session/ssh.rs.
+    let command = match crate::session::ssh::preflight(cli, &mut privilege, command)? {
+        crate::session::ssh::Next::Continue(c) => c,
+        crate::session::ssh::Next::Done(code) => return Ok(code),
+    };
     let shell = ShellPlan::resolve(command);
     if !sys::is_tty(0) {
         // scp, sftp, rsync, `ssh host cmd`: no PTY, nothing printed, the command runs as it is.
@@ -290,7 +296,9 @@ fn prepare(cfg: &Config, shell: &ShellPlan, tty: Option<&str>) -> Result<Prepare
         relay_pid: std::process::id(),
         ..Meta::default()
     };
-    meta.write(&dir)?;
+    // Not synced: the writer rewrites (and syncs) meta.json as soon as the shell runs, and an fsync here sits on the
+    // login's critical path (0.7 ms on an idle disk, 10+ ms on a busy one).
+    meta.write_unsynced(&dir)?;
     let (fifo_dir, fifo) = if cfg.hook.enabled {
         make_fifo(&cfg.hook.fifo_dir, &id)
             .map(|(d, f)| (Some(d), Some(f)))
@@ -309,6 +317,7 @@ fn prepare(cfg: &Config, shell: &ShellPlan, tty: Option<&str>) -> Result<Prepare
         start_wall,
         fifo,
         audit_session: guard::audit_session_id(),
+        registration: None,
     };
     Ok(Prepared {
         plan,
@@ -363,10 +372,42 @@ fn record(
     let (data_r, data_w) = pipe2(OFlag::O_CLOEXEC).context("cannot create the recorder pipe")?;
     // A bigger pipe absorbs output bursts while the writer is busy (1 MiB is the unprivileged maximum).
     let _ = fcntl(&data_w, FcntlArg::F_SETPIPE_SZ(1 << 20));
-    match sys::fork_single_threaded().context("cannot start the spool writer")? {
+    // Until the writer has left our session and ignores the terminal's signals, a hangup or ^C sent to our process
+    // group (e.g. a session that ends at once) would kill it before it writes a byte: block them across the fork.
+    // The PTY is opened before the writer exists, so the guard can name it before the shell starts (a nested
+    // login shell's profile asks the guard at once).
+    let ws = sys::get_winsize(std::io::stdin().as_fd()).ok();
+    let termios = nix::sys::termios::tcgetattr(std::io::stdin()).ok();
+    let pty = Pty::open(termios.as_ref(), ws.as_ref())?;
+    let keys = guard::keys(&pty.name, plan.audit_session);
+    let registration = |writer_pid: u32| {
+        Some(Registration {
+            id: plan.meta.id.clone(),
+            writer_pid,
+            writer_start: guard::process_start(writer_pid)?,
+            uid: plan.meta.uid,
+            pty: pty.name.clone(),
+            fifo: plan
+                .fifo
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        })
+    };
+    let old_mask = writer_signals()
+        .thread_swap_mask(SigmaskHow::SIG_BLOCK)
+        .context("sigprocmask")?;
+    let forked = sys::fork_single_threaded();
+    if !matches!(forked, Ok(Forked::Child)) {
+        let _ = old_mask.thread_set_mask();
+    }
+    let writer_pid = match forked.context("cannot start the spool writer")? {
         Forked::Child => {
             drop(data_w);
             become_writer_process();
+            let _ = old_mask.thread_set_mask();
+            plan.registration = registration(std::process::id()).map(|r| (r, keys));
+            drop(pty);
             plan.meta.writer_pid = std::process::id();
             let code = writer::run(plan, files, data_r);
             if let Some(d) = fifo_dir {
@@ -374,9 +415,17 @@ fn record(
             }
             std::process::exit(code);
         }
-        Forked::Parent(_writer) => {}
+        Forked::Parent(writer) => writer,
+    };
+    // Still privileged: publish the PTY in the guard registry (the writer withdraws it at the end).
+    if let Some(reg) = registration(writer_pid.as_raw() as u32)
+        && let Err(e) = reg.publish(&cfg.spool.run_dir, &keys)
+    {
+        let mut log = Logger::new(&cfg.syslog);
+        crate::syslog::error(&mut log, &reg.id, &format!("nesting guard: {e:#}"));
     }
-    // The relay: give up the group before anything else, and keep nothing of the spool open.
+    // The relay: give up the group at once (publishing in the guard above is its only privileged act after the fork),
+    // and keep nothing of the spool open.
     privilege.drop_group()?;
     let _ = sys::set_non_dumpable();
     drop(data_r);
@@ -388,22 +437,33 @@ fn record(
     drop(plan);
     let fl = OFlag::from_bits_truncate(fcntl(&data_w, FcntlArg::F_GETFL)?);
     fcntl(&data_w, FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK))?;
-    run_relay(&cfg, &shell, &id, fifo.as_deref(), data_w)
+    run_relay(&cfg, &shell, &id, fifo.as_deref(), data_w, writer_pid, pty)
+}
+
+/// The signals the spool writer ignores: those of the terminal it leaves, and SIGUSR1 (meant for the relay).
+const WRITER_IGNORES: [Signal; 8] = [
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGTSTP,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+    Signal::SIGPIPE,
+    Signal::SIGUSR1,
+];
+
+fn writer_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in WRITER_IGNORES {
+        set.add(s);
+    }
+    set
 }
 
 /// The spool writer detaches from the session: own session, no terminal, terminal signals ignored, cwd /.
 fn become_writer_process() {
     let _ = nix::unistd::setsid();
-    sys::ignore_signals(&[
-        libc::SIGHUP,
-        libc::SIGINT,
-        libc::SIGQUIT,
-        libc::SIGTSTP,
-        libc::SIGTTIN,
-        libc::SIGTTOU,
-        libc::SIGPIPE,
-        libc::SIGUSR1,
-    ]);
+    sys::ignore_signals(&WRITER_IGNORES.map(|s| s as i32));
     let _ = sys::set_non_dumpable();
     sys::clear_environment();
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
@@ -425,31 +485,23 @@ fn run_relay(
     id: &str,
     fifo: Option<&Path>,
     writer_pipe: OwnedFd,
+    writer_pid: Pid,
+    pty: Pty,
 ) -> Result<ExitCode> {
     let signals = Signals::install()?;
-    let user = reopen_tty().context("cannot open the terminal")?;
-    let out = stdout_if_elsewhere()?;
-    let ws = sys::get_winsize(std::io::stdin().as_fd()).ok();
-    let termios = nix::sys::termios::tcgetattr(std::io::stdin()).ok();
-    let pty = Pty::open(termios.as_ref(), ws.as_ref())?;
-    if !cfg.record.banner.is_empty() {
-        let mut e = std::io::stderr();
-        let _ = e.write_all(cfg.record.banner.trim_end_matches('\n').as_bytes());
-        let _ = e.write_all(b"\n");
-    }
-    let mut env = vec![("AUDITTY_RECORDING", id)];
-    let fifo_s = fifo.map(|f| f.display().to_string());
-    if let Some(f) = &fifo_s {
-        env.push(("AUDITTY_FIFO", f));
-    }
-    let exec = shell.exec_plan(&env)?;
-    terminal::restore_on_panic();
-    let raw = RawMode::enter()?;
-    let child = match pty.spawn(&exec) {
-        Ok(c) => c,
+    let (user, out, pty, raw, child) = match start_shell(cfg, shell, id, fifo, pty) {
+        Ok(started) => started,
         Err(e) => {
-            drop(raw);
-            bail!("{e:#}");
+            // Tell the writer how it ended, so the recording says "could not start" rather than "killed".
+            let mut end = Vec::new();
+            frames::encode(
+                &mut end,
+                Kind::End,
+                writer::monotonic_ns(),
+                &frames::end_payload(127, 0, ""),
+            );
+            let _ = nix::unistd::write(&writer_pipe, &end);
+            return Err(e);
         }
     };
     let Pty {
@@ -475,6 +527,7 @@ fn run_relay(
             out,
             master,
             writer: writer_pipe,
+            writer_pid: Some(writer_pid),
         },
         child,
         &signals,
@@ -484,9 +537,39 @@ fn run_relay(
     drop(pipe);
     drop(raw);
     if let Some(m) = &outcome.message {
-        eprintln!("{m}");
+        // Not eprintln!: it panics when the terminal is gone (EIO).
+        let _ = writeln!(std::io::stderr(), "{m}");
     }
     Ok(ExitCode::from(outcome.status.clamp(0, 255) as u8))
+}
+
+/// Open the PTY, put the user's terminal in raw mode and start the shell on the PTY.
+#[allow(clippy::type_complexity)]
+fn start_shell(
+    cfg: &Config,
+    shell: &ShellPlan,
+    id: &str,
+    fifo: Option<&Path>,
+    pty: Pty,
+) -> Result<(OwnedFd, Option<OwnedFd>, Pty, RawMode, Pid)> {
+    let user = reopen_tty().context("cannot open the terminal")?;
+    let out = stdout_if_elsewhere()?;
+    if !cfg.record.banner.is_empty() {
+        let mut e = std::io::stderr();
+        let _ = e.write_all(cfg.record.banner.trim_end_matches('\n').as_bytes());
+        let _ = e.write_all(b"\n");
+    }
+    let mut env = vec![("AUDITTY_RECORDING", id)];
+    let fifo_s = fifo.map(|f| f.display().to_string());
+    if let Some(f) = &fifo_s {
+        env.push(("AUDITTY_FIFO", f));
+    }
+    let exec = shell.exec_plan(&env)?;
+    terminal::restore_on_panic();
+    let raw = RawMode::enter()?;
+    // On failure `raw` is dropped here, restoring the terminal before the error is printed.
+    let child = pty.spawn(&exec)?;
+    Ok((user, out, pty, raw, child))
 }
 
 /// A new, independent open file description of our terminal, so O_NONBLOCK does not leak to other processes.

@@ -1135,12 +1135,17 @@ mod tests {
         assert!(msg.contains("Subject: [auditty] test mail from "), "{msg}");
         assert!(msg.contains("X-Auditty-Recording: test"), "{msg}");
         drop(server);
+        // (Refused, or reset by a connection child of the killed server that still held the socket.)
         let e = format!("{:#}", probe_transport(&cfg).unwrap_err());
         assert!(
-            e.contains(&cfg.mail.transport) && e.contains("Connection refused"),
+            e.contains(&cfg.mail.transport) && e.contains("Connection re"),
             "{e}"
         );
-        assert!(format!("{:#}", send_test(&cfg).unwrap_err()).contains("Connection refused"));
+        let e = format!("{:#}", send_test(&cfg).unwrap_err());
+        assert!(
+            e.contains(&cfg.mail.transport) && e.contains("Connection re"),
+            "{e}"
+        );
 
         cfg.mail.transport = "sendmail".into();
         let sm = d.path().join("sendmail");

@@ -119,6 +119,15 @@ impl Meta {
 
     /// Write atomically: a temporary file in the same directory, fsynced, then renamed over meta.json.
     pub fn write(&self, dir: &Path) -> Result<()> {
+        self.write_with(dir, true)
+    }
+
+    /// As `write`, without the fsync (for a first version that is rewritten and synced moments later).
+    pub fn write_unsynced(&self, dir: &Path) -> Result<()> {
+        self.write_with(dir, false)
+    }
+
+    fn write_with(&self, dir: &Path, sync: bool) -> Result<()> {
         let mut tmp = tempfile::Builder::new()
             .prefix(".meta.")
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o640))
@@ -127,7 +136,13 @@ impl Meta {
         let json = serde_json::to_vec_pretty(self).expect("meta serializes");
         tmp.write_all(&json)
             .and_then(|_| tmp.write_all(b"\n"))
-            .and_then(|_| tmp.as_file().sync_data())
+            .and_then(|_| {
+                if sync {
+                    tmp.as_file().sync_data()
+                } else {
+                    Ok(())
+                }
+            })
             .with_context(|| format!("cannot write meta.json in {}", dir.display()))?;
         tmp.persist(dir.join("meta.json"))
             .with_context(|| format!("cannot rename meta.json in {}", dir.display()))?;

@@ -7,15 +7,17 @@ use crate::config::TimingFormat;
 /// Formats timing lines into a buffer; deltas form one chain over O, I and S entries, in microseconds.
 pub struct TimingWriter {
     format: TimingFormat,
-    /// Monotonic time (ns) of the previous entry, or of the log's opening for the first one.
-    last_ns: u64,
+    /// Monotonic time (µs) of the previous entry, or of the log's opening for the first one. Deltas are taken
+    /// between whole microseconds, so they add up to the recorded time exactly instead of losing up to 1 µs
+    /// per entry to truncation.
+    last_us: u64,
 }
 
 impl TimingWriter {
     pub fn new(format: TimingFormat, opened_ns: u64) -> Self {
         TimingWriter {
             format,
-            last_ns: opened_ns,
+            last_us: opened_ns / 1000,
         }
     }
 
@@ -24,9 +26,9 @@ impl TimingWriter {
     }
 
     fn delta(&mut self, ts_ns: u64) -> (u64, u64) {
-        let d = ts_ns.saturating_sub(self.last_ns);
-        self.last_ns = self.last_ns.max(ts_ns);
-        let us = d / 1000;
+        let ts_us = ts_ns / 1000;
+        let us = ts_us.saturating_sub(self.last_us);
+        self.last_us = self.last_us.max(ts_us);
         (us / 1_000_000, us % 1_000_000)
     }
 
@@ -84,6 +86,22 @@ mod tests {
         w.output(&mut b, 2_302_468_999, 7);
         w.resize(&mut b, 2_400_000_000, 40, 120);
         assert_eq!(String::from_utf8(b).unwrap(), "0.000942 4\n1.301526 7\n");
+    }
+
+    #[test]
+    fn deltas_add_up_to_the_elapsed_time() {
+        let mut w = TimingWriter::new(TimingFormat::Classic, 999);
+        let mut b = Vec::new();
+        // 1000 chunks 1.999 µs apart: 1999 µs in all (truncating each delta would give 1000 µs).
+        for i in 1..=1000u64 {
+            w.output(&mut b, 999 + i * 1999, 1);
+        }
+        let total: u64 = String::from_utf8(b)
+            .unwrap()
+            .lines()
+            .map(|l| l.split(['.', ' ']).nth(1).unwrap().parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(total, 1999, "the last chunk is at 1_999_999 ns");
     }
 
     #[test]

@@ -20,22 +20,26 @@ pub struct HeaderInfo<'a> {
 }
 
 /// `Script started on <time> [COMMAND="…" TERM="…" TTY="…" COLUMNS="n" LINES="n"]\n`
-/// (newlines in the command become spaces, as in `script`; quotes are kept as they are).
+/// (newlines in the command become spaces, as in `script`; quotes are kept as they are). Without a terminal
+/// (`tty` is `None`, the same test the writer uses for the TERM/TTY/COLUMNS/LINES H entries) the terminal fields
+/// are replaced by `<not executed on terminal>`, as `script` does.
 pub fn header(start: &str, info: &HeaderInfo<'_>) -> Vec<u8> {
     let mut fields = Vec::new();
     if let Some(c) = info.command {
         fields.push(format!("COMMAND=\"{}\"", c.replace('\n', " ")));
     }
-    if let Some(t) = info.term {
-        fields.push(format!("TERM=\"{}\"", t.replace('\n', " ")));
+    if let Some(tty) = info.tty {
+        if let Some(t) = info.term {
+            fields.push(format!("TERM=\"{}\"", t.replace('\n', " ")));
+        }
+        fields.push(format!("TTY=\"{}\"", tty.replace('\n', " ")));
+        fields.push(format!(
+            "COLUMNS=\"{}\" LINES=\"{}\"",
+            info.columns, info.lines
+        ));
+    } else {
+        fields.push("<not executed on terminal>".to_string());
     }
-    if let Some(t) = info.tty {
-        fields.push(format!("TTY=\"{}\"", t.replace('\n', " ")));
-    }
-    fields.push(format!(
-        "COLUMNS=\"{}\" LINES=\"{}\"",
-        info.columns, info.lines
-    ));
     format!("Script started on {start} [{}]\n", fields.join(" ")).into_bytes()
 }
 
@@ -73,6 +77,25 @@ mod tests {
     }
 
     #[test]
+    fn header_without_a_terminal_matches_script() {
+        let info = |command| HeaderInfo {
+            command,
+            term: Some("xterm"),
+            tty: None,
+            columns: 0,
+            lines: 0,
+        };
+        assert_eq!(
+            String::from_utf8(header("T", &info(Some("true")))).unwrap(),
+            "Script started on T [COMMAND=\"true\" <not executed on terminal>]\n"
+        );
+        assert_eq!(
+            String::from_utf8(header("T", &info(None))).unwrap(),
+            "Script started on T [<not executed on terminal>]\n"
+        );
+    }
+
+    #[test]
     fn footer_matches_script() {
         assert_eq!(
             footer("2026-11-22 03:58:47+00:00", Some(7), None),
@@ -89,7 +112,7 @@ mod tests {
         let t = OffsetDateTime::from_unix_timestamp(1_795_320_000).unwrap();
         assert_eq!(
             script_time(t, UtcOffset::from_hms(-5, 0, 0).unwrap()),
-            "2026-11-21 20:20:00-05:00"
+            "2026-11-21 23:00:00-05:00"
         );
     }
 }

@@ -1,17 +1,17 @@
 //! The relay: one poll loop moving bytes user terminal ⇄ PTY master with write queues both ways, copying each
 //! chunk (with its monotonic time) to the spool writer's pipe. It never touches the disk.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::sys::termios::{LocalFlags, tcgetattr};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, read, tcgetpgrp, write};
 
 use crate::record::meta::EndReason;
+use crate::session::procs;
 use crate::session::signals::{self, Signals};
 use crate::session::terminal::RawMode;
 use crate::spool::frames::{self, Kind};
@@ -20,15 +20,24 @@ use crate::sys;
 
 /// Most bytes queued towards the user's terminal or the shell before we stop reading the other side.
 const QUEUE_CAP: usize = 1 << 20;
-/// Most frame bytes queued for a slow writer before the relay stops reading the PTY (backpressure).
-const WRITER_CAP: usize = 16 << 20;
-/// A writer that takes nothing for this long while we wait on it is considered stuck: the session ends.
+/// Most frame bytes queued for a slow writer before the relay stops reading the PTY (backpressure). The pipe
+/// itself holds 1 MiB more; keeping this small keeps the relay's memory small under bulk output.
+const WRITER_CAP: usize = 256 << 10;
+/// A running writer that takes nothing from a full pipe for this long is stuck (e.g. its disk hangs): the session
+/// ends rather than going on unrecorded. Also bounds the hand-over of the last frames at the end.
 const WRITER_STUCK: Duration = Duration::from_secs(10);
+/// A writer stopped (SIGSTOP/SIGTSTP) for this long is taken as gone: the session ends. A shorter stop is harmless
+/// (the frames wait in the pipe and the queue), so this only needs to outlast an accidental stop/continue.
+const WRITER_STOPPED_MAX: Duration = Duration::from_secs(2);
 /// After the shell exits, keep draining until the PTY has been silent this long (a background job may hold it).
 const DRAIN_SILENCE: Duration = Duration::from_millis(50);
 const DRAIN_MAX: Duration = Duration::from_secs(2);
-/// Hangup/termination: SIGHUP, then SIGTERM after GRACE, then SIGKILL after 2×GRACE, to the whole session.
+/// Hangup/termination: SIGHUP at once, SIGTERM after GRACE, SIGKILL after 2×GRACE, to the whole session.
 const GRACE: Duration = Duration::from_millis(1000);
+/// After the SIGKILL round, how long to wait for the PTY to report that nobody holds it any more.
+const KILL_SETTLE: Duration = Duration::from_millis(300);
+/// The most one read(2) of a PTY master returns (the tty layer's limit).
+const PTY_READ_MAX: usize = 4095;
 /// Bytes read from the PTY per loop turn at most.
 const BATCH: usize = 64 << 10;
 
@@ -40,14 +49,14 @@ pub struct Endpoints {
     pub master: OwnedFd,
     /// Write end of the pipe to the spool writer (non-blocking).
     pub writer: OwnedFd,
+    /// The spool writer process (our child): watched so that its death or a long stop ends the session.
+    pub writer_pid: Option<Pid>,
 }
 
 #[derive(Debug)]
 pub struct Outcome {
     /// The shell's status: exit code, or 128+signal.
     pub status: i32,
-    pub reason: EndReason,
-    pub signal: Option<&'static str>,
     /// Something to tell the user on their way out (e.g. the recorder is gone).
     pub message: Option<String>,
 }
@@ -83,19 +92,50 @@ impl Queue {
         self.buf.clear();
         self.head = 0;
     }
+    /// A queue that never reallocates while it holds at most `cap` bytes: the memory is reserved (not touched) up
+    /// front, so its resident size follows what it really holds instead of doubling past it.
+    fn with_capacity(cap: usize) -> Queue {
+        Queue {
+            buf: Vec::with_capacity(cap),
+            head: 0,
+        }
+    }
+    /// Append, moving the pending bytes to the front first when they would not fit otherwise.
+    fn push(&mut self, data: &[u8]) {
+        if self.buf.len() + data.len() > self.buf.capacity() && self.head > 0 {
+            self.buf.drain(..self.head);
+            self.head = 0;
+        }
+        self.buf.extend_from_slice(data);
+    }
     /// Write as much as `fd` takes now. Err only for errors other than EAGAIN.
     fn write_to(&mut self, fd: &impl AsFd) -> Result<(), Errno> {
-        while !self.is_empty() {
-            match write(fd, self.pending()) {
-                Ok(0) => break,
-                Ok(n) => self.consume(n),
-                Err(Errno::EINTR) => {}
-                Err(Errno::EAGAIN) => break,
-                Err(e) => return Err(e),
-            }
+        if !self.is_empty() {
+            let n = write_some(fd, self.pending())?;
+            self.consume(n);
         }
         Ok(())
     }
+}
+
+/// Write `data` to a non-blocking fd as far as it goes now; the number of bytes written (0 on EAGAIN), or the error.
+fn write_some(fd: &impl AsFd, data: &[u8]) -> Result<usize, Errno> {
+    let mut done = 0;
+    while done < data.len() {
+        match write(fd, &data[done..]) {
+            Ok(0) | Err(Errno::EAGAIN) => break,
+            Ok(n) if done + n < data.len() => {
+                // A short write: the terminal/pipe is full, the next write would only say EAGAIN. poll() tells us
+                // when it has room again; saves a syscall per loop turn under backpressure.
+                done += n;
+                break;
+            }
+            Ok(n) => done += n,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
 }
 
 /// How the session is being brought down, if it is.
@@ -108,6 +148,16 @@ enum Ending {
     Signal(&'static str),
     /// The spool writer is gone or stuck: recording is impossible, so the session must not go on.
     WriterLost,
+}
+
+/// The spool writer as the relay sees it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WriterState {
+    Running,
+    /// Stopped by a signal since then.
+    Stopped(Instant),
+    /// Exited, or its pipe is closed: nothing more can be handed over.
+    Gone,
 }
 
 struct Relay<'a> {
@@ -127,6 +177,8 @@ struct Relay<'a> {
     ending: Ending,
     ending_since: Option<Instant>,
     escalation: u8,
+    writer: WriterState,
+    /// Since when the writer's pipe has been full with frames still queued (it takes nothing).
     writer_blocked_since: Option<Instant>,
     message: Option<String>,
 }
@@ -146,8 +198,10 @@ pub fn run(
         raw,
         record_input,
         to_shell: Queue::default(),
-        to_user: Queue::default(),
-        to_writer: Queue::default(),
+        // Reading stops at QUEUE_CAP, one read (≤ BATCH) may go past it.
+        to_user: Queue::with_capacity(QUEUE_CAP + BATCH),
+        // Reading stops at WRITER_CAP; one frame (header + ≤ BATCH) and the control frames may go past it.
+        to_writer: Queue::with_capacity(WRITER_CAP + BATCH + 4096),
         batch: vec![0u8; BATCH],
         status: None,
         reaped_at: None,
@@ -156,11 +210,26 @@ pub fn run(
         ending: Ending::Running,
         ending_since: None,
         escalation: 0,
+        writer: WriterState::Running,
         writer_blocked_since: None,
         message: None,
     };
     r.run_loop();
     r.finish()
+}
+
+const NONE: libc::pollfd = libc::pollfd {
+    fd: -1,
+    events: 0,
+    revents: 0,
+};
+
+fn pollfd(fd: &impl AsRawFd, events: i16) -> libc::pollfd {
+    libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events,
+        revents: 0,
+    }
 }
 
 impl Relay<'_> {
@@ -169,79 +238,77 @@ impl Relay<'_> {
     }
 
     fn run_loop(&mut self) {
+        // Slots of the poll set; an unused slot has fd -1, which poll(2) skips.
+        const SIG: usize = 0;
+        const USER: usize = 1;
+        const MASTER: usize = 2;
+        const OUT: usize = 3;
+        const WRITER: usize = 4;
         loop {
             if self.done() {
                 return;
             }
-            let timeout = self.timeout();
-            let want_user_in = self.user_alive() && self.to_shell.len() < QUEUE_CAP;
-            let want_master_in = !self.master_eof
-                && self.to_user.len() < QUEUE_CAP
-                && self.to_writer.len() < WRITER_CAP;
-            let (poll_err, revs_sig, revs_user, revs_master, revs_out) = {
-                let mut fds = Vec::with_capacity(5);
-                fds.push(PollFd::new(self.signals.fd(), PollFlags::POLLIN));
-                let mut uflags = PollFlags::empty();
-                if want_user_in {
-                    uflags |= PollFlags::POLLIN;
+            let mut fds = [NONE; 5];
+            fds[SIG] = pollfd(&self.signals.fd(), libc::POLLIN);
+            let user_out = self.user_alive() && !self.to_user.is_empty();
+            if self.user_alive() {
+                let mut ev = 0;
+                if self.to_shell.len() < QUEUE_CAP {
+                    ev |= libc::POLLIN;
                 }
-                if self.user_alive() && self.ep.out.is_none() && !self.to_user.is_empty() {
-                    uflags |= PollFlags::POLLOUT;
+                if user_out && self.ep.out.is_none() {
+                    ev |= libc::POLLOUT;
                 }
-                let ui = (self.user_alive()).then(|| {
-                    fds.push(PollFd::new(self.ep.user.as_fd(), uflags));
-                    fds.len() - 1
-                });
-                let mut mflags = PollFlags::empty();
-                if want_master_in {
-                    mflags |= PollFlags::POLLIN;
-                }
-                if !self.to_shell.is_empty() && !self.master_eof {
-                    mflags |= PollFlags::POLLOUT;
-                }
-                let mi = (!self.master_eof).then(|| {
-                    fds.push(PollFd::new(self.ep.master.as_fd(), mflags));
-                    fds.len() - 1
-                });
-                let oi = match &self.ep.out {
-                    Some(o) if self.user_alive() && !self.to_user.is_empty() => {
-                        fds.push(PollFd::new(o.as_fd(), PollFlags::POLLOUT));
-                        Some(fds.len() - 1)
-                    }
-                    _ => None,
-                };
-                let wi = (!self.to_writer.is_empty()).then(|| {
-                    fds.push(PollFd::new(self.ep.writer.as_fd(), PollFlags::POLLOUT));
-                    fds.len() - 1
-                });
-                let _ = wi;
-                let poll_err = match poll(&mut fds, timeout) {
-                    Ok(_) | Err(Errno::EINTR) => None,
-                    Err(e) => Some(e),
-                };
-                let get = |i: Option<usize>| {
-                    i.and_then(|i| fds[i].revents())
-                        .unwrap_or(PollFlags::empty())
-                };
-                (poll_err, get(Some(0)), get(ui), get(mi), get(oi))
-            };
-            if let Some(e) = poll_err {
-                self.message = Some(format!("auditty: poll failed ({e}); ending the session"));
-                self.begin_ending(Ending::WriterLost);
+                fds[USER] = pollfd(&self.ep.user, ev);
             }
-            if !revs_sig.is_empty() {
+            if !self.master_eof {
+                let mut ev = 0;
+                if self.to_user.len() < QUEUE_CAP && self.to_writer.len() < WRITER_CAP {
+                    ev |= libc::POLLIN;
+                } else {
+                    // Not reading (backpressure) is not silence: the drain after the shell's exit must not end
+                    // while output is still waiting in the PTY.
+                    self.last_output = Instant::now();
+                }
+                if !self.to_shell.is_empty() {
+                    ev |= libc::POLLOUT;
+                }
+                fds[MASTER] = pollfd(&self.ep.master, ev);
+            }
+            if let Some(o) = &self.ep.out
+                && user_out
+            {
+                fds[OUT] = pollfd(o, libc::POLLOUT);
+            }
+            if self.writer != WriterState::Gone {
+                // Always watched: POLLERR tells at once that the writer's end is closed, even when idle.
+                let ev = if self.to_writer.is_empty() {
+                    0
+                } else {
+                    libc::POLLOUT
+                };
+                fds[WRITER] = pollfd(&self.ep.writer, ev);
+            }
+            match sys::poll_fds(&mut fds, self.timeout()) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.message = Some(format!("auditty: poll failed ({e}); ending the session"));
+                    self.begin_ending(Ending::WriterLost);
+                }
+            }
+            let rev = |i: usize| fds[i].revents;
+            if rev(SIG) != 0 {
                 self.handle_signals();
             }
-            if !revs_user.is_empty() && self.user_alive() {
-                if revs_user.contains(PollFlags::POLLIN) {
+            if rev(USER) != 0 && self.user_alive() {
+                if rev(USER) & libc::POLLIN != 0 {
                     self.read_user();
-                } else if revs_user
-                    .intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL)
-                {
+                } else if rev(USER) & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
                     self.begin_ending(Ending::Hangup);
                 }
             }
-            if revs_master.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
+            if rev(MASTER) & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
                 self.read_master();
             }
             if !self.to_shell.is_empty() && !self.master_eof {
@@ -250,16 +317,25 @@ impl Relay<'_> {
                     Err(_) => self.to_shell.clear(),
                 }
             }
-            if !revs_out.is_empty() || !revs_user.is_empty() || !self.to_user.is_empty() {
+            if !self.to_user.is_empty() {
                 self.flush_user();
             }
+            if rev(WRITER) & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+                self.writer_gone();
+            }
             self.flush_writer();
-            self.check_child();
+            self.check_writer_stopped();
+            // SIGCHLD (through the signal pipe) triggers the reap; a waitpid every turn costs a syscall per chunk.
+            // Still check once the PTY is gone or the session is ending, in case a SIGCHLD was coalesced away.
+            if self.master_eof || self.ending != Ending::Running {
+                self.check_child();
+            }
             self.escalate();
         }
     }
 
-    fn timeout(&self) -> PollTimeout {
+    /// Poll timeout (ms): none while nothing is pending, else the nearest deadline we must act on.
+    fn timeout(&self) -> i32 {
         let mut t: Option<Duration> = None;
         let mut at_most = |d: Duration| t = Some(t.map_or(d, |x| x.min(d)));
         if self.reaped_at.is_some() {
@@ -271,24 +347,27 @@ impl Relay<'_> {
         if !self.to_writer.is_empty() {
             at_most(Duration::from_millis(500));
         }
-        match t {
-            None => PollTimeout::NONE,
-            Some(d) => PollTimeout::try_from(d).unwrap_or(PollTimeout::MAX),
+        if let WriterState::Stopped(since) = self.writer {
+            at_most(WRITER_STOPPED_MAX.saturating_sub(since.elapsed()) + Duration::from_millis(1));
         }
+        t.map_or(-1, |d| d.as_millis().min(60_000) as i32)
     }
 
     fn done(&self) -> bool {
+        if let Some(since) = self.ending_since {
+            // Hangup/termination: wait for every holder of the PTY to go (the escalation kills them), but never
+            // longer than the escalation plus a moment for the SIGKILLed to die.
+            return (self.reaped_at.is_some() && self.master_eof)
+                || since.elapsed() > GRACE * 2 + KILL_SETTLE;
+        }
         let Some(reaped) = self.reaped_at else {
             return false;
         };
         if self.master_eof {
             return true;
         }
-        if self.ending != Ending::Running {
-            // Hangup/termination: wait for every holder of the PTY (the escalation kills them), within bounds.
-            return self.ending_since.is_some_and(|s| s.elapsed() > GRACE * 3)
-                || reaped.elapsed() > DRAIN_MAX;
-        }
+        // The shell exited but something (a background job) still holds the PTY: take what it prints right away,
+        // then stop waiting for it.
         (self.last_output.elapsed() >= DRAIN_SILENCE && reaped.elapsed() >= DRAIN_SILENCE)
             || reaped.elapsed() > DRAIN_MAX
     }
@@ -296,7 +375,10 @@ impl Relay<'_> {
     fn handle_signals(&mut self) {
         for sig in self.signals.pending() {
             match sig {
-                signal_hook::consts::SIGCHLD => self.check_child(),
+                signal_hook::consts::SIGCHLD => {
+                    self.check_child();
+                    self.check_writer();
+                }
                 signal_hook::consts::SIGWINCH => self.resize(),
                 signal_hook::consts::SIGHUP => self.begin_ending(Ending::Hangup),
                 signal_hook::consts::SIGUSR1 => {
@@ -310,12 +392,14 @@ impl Relay<'_> {
                 }
                 s => {
                     let name = signals::name(s);
-                    frames::encode(
-                        &mut self.to_writer.buf,
-                        Kind::Signal,
-                        monotonic_ns(),
-                        name.as_bytes(),
-                    );
+                    if self.ending == Ending::Running {
+                        frames::encode(
+                            &mut self.to_writer.buf,
+                            Kind::Signal,
+                            monotonic_ns(),
+                            name.as_bytes(),
+                        );
+                    }
                     self.begin_ending(Ending::Signal(name));
                 }
             }
@@ -329,8 +413,9 @@ impl Relay<'_> {
         }
         if let Ok(ws) = sys::get_winsize(self.ep.user.as_fd()) {
             let _ = sys::set_winsize(self.ep.master.as_fd(), &ws);
-            let mut p = ws.ws_row.to_le_bytes().to_vec();
-            p.extend_from_slice(&ws.ws_col.to_le_bytes());
+            let mut p = [0u8; 4];
+            p[..2].copy_from_slice(&ws.ws_row.to_le_bytes());
+            p[2..].copy_from_slice(&ws.ws_col.to_le_bytes());
             frames::encode(&mut self.to_writer.buf, Kind::Resize, monotonic_ns(), &p);
         }
     }
@@ -362,7 +447,9 @@ impl Relay<'_> {
         }
     }
 
-    /// Read what the PTY has (up to BATCH) and queue it for the user and the writer as one chunk.
+    /// Read what the PTY has (up to BATCH) and pass it on as one chunk: first as one frame into the writer's pipe
+    /// (so whatever the user sees is already safe from a SIGKILL of the relay), then to the user's terminal,
+    /// directly when nothing is queued for it.
     fn read_master(&mut self) {
         let mut n = 0;
         let mut ts = 0;
@@ -377,6 +464,11 @@ impl Relay<'_> {
                         ts = monotonic_ns();
                     }
                     n += k;
+                    // The tty layer hands out at most 4095 bytes per read: only a full read hints at more. Reading
+                    // an empty PTY again is not free (it waits on the kernel's flush work even when non-blocking).
+                    if k < PTY_READ_MAX {
+                        break;
+                    }
                 }
                 Err(Errno::EINTR) => {}
                 Err(Errno::EAGAIN) => break,
@@ -387,12 +479,27 @@ impl Relay<'_> {
                 }
             }
         }
-        if n > 0 {
-            self.last_output = Instant::now();
-            if self.user_alive() {
-                self.to_user.buf.extend_from_slice(&self.batch[..n]);
+        if n == 0 {
+            return;
+        }
+        self.last_output = Instant::now();
+        frames::encode(&mut self.to_writer.buf, Kind::Output, ts, &self.batch[..n]);
+        self.flush_writer();
+        let chunk = &self.batch[..n];
+        if self.user_alive() {
+            let mut sent = 0;
+            if self.to_user.is_empty() && self.ep.out.is_none() {
+                match write_some(&self.ep.user, chunk) {
+                    Ok(k) => sent = k,
+                    Err(_) => {
+                        self.begin_ending(Ending::Hangup);
+                        sent = n;
+                    }
+                }
             }
-            frames::encode(&mut self.to_writer.buf, Kind::Output, ts, &self.batch[..n]);
+            if sent < n && self.user_alive() {
+                self.to_user.push(&self.batch[sent..n]);
+            }
         }
     }
 
@@ -412,31 +519,83 @@ impl Relay<'_> {
     }
 
     fn flush_writer(&mut self) {
+        if self.writer == WriterState::Gone {
+            self.to_writer.clear();
+            return;
+        }
         if self.to_writer.is_empty() {
             self.writer_blocked_since = None;
             return;
         }
         let before = self.to_writer.len();
-        match self.to_writer.write_to(&self.ep.writer) {
-            Ok(()) => {}
-            Err(_) => {
-                self.to_writer.clear();
-                self.message =
-                    Some("auditty: the session recorder has stopped; ending the session".into());
-                self.begin_ending(Ending::WriterLost);
-                return;
+        if self.to_writer.write_to(&self.ep.writer).is_err() {
+            self.writer_gone();
+            return;
+        }
+        if self.to_writer.len() < before {
+            self.writer_blocked_since = None;
+        } else {
+            // The pipe is full: the writer has taken nothing since.
+            let since = *self.writer_blocked_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > WRITER_STUCK {
+                self.writer_lost("is not responding");
             }
         }
-        if self.to_writer.len() < before || self.to_writer.is_empty() {
-            self.writer_blocked_since = None;
-        } else if self.to_writer.len() >= WRITER_CAP {
-            let since = *self.writer_blocked_since.get_or_insert_with(Instant::now);
-            if since.elapsed() > WRITER_STUCK && self.ending == Ending::Running {
-                self.message = Some(
-                    "auditty: the session recorder is not responding; ending the session".into(),
-                );
-                self.begin_ending(Ending::WriterLost);
+    }
+
+    /// The writer's pipe is closed (EPIPE, POLLERR) or the writer exited.
+    fn writer_gone(&mut self) {
+        self.writer = WriterState::Gone;
+        self.to_writer.clear();
+        self.writer_lost("has stopped");
+    }
+
+    fn writer_lost(&mut self, what: &str) {
+        if self.ending == Ending::Running {
+            self.message = Some(format!(
+                "auditty: the session recorder {what}; ending the session"
+            ));
+        }
+        self.begin_ending(Ending::WriterLost);
+    }
+
+    /// Reap the writer's state changes: exit (gone), stop, continue.
+    fn check_writer(&mut self) {
+        let Some(pid) = self.ep.writer_pid else {
+            return;
+        };
+        let flags = WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED | WaitPidFlag::WCONTINUED;
+        loop {
+            match waitpid(pid, Some(flags)) {
+                Ok(WaitStatus::Stopped(..)) => {
+                    if self.writer == WriterState::Running {
+                        self.writer = WriterState::Stopped(Instant::now());
+                    }
+                }
+                Ok(WaitStatus::Continued(_)) => {
+                    if matches!(self.writer, WriterState::Stopped(_)) {
+                        self.writer = WriterState::Running;
+                    }
+                }
+                Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => {
+                    self.ep.writer_pid = None;
+                    self.writer_gone();
+                    return;
+                }
+                Err(Errno::ECHILD) => {
+                    self.ep.writer_pid = None;
+                    return;
+                }
+                _ => return,
             }
+        }
+    }
+
+    fn check_writer_stopped(&mut self) {
+        if let WriterState::Stopped(since) = self.writer
+            && since.elapsed() >= WRITER_STOPPED_MAX
+        {
+            self.writer_lost("is not responding");
         }
     }
 
@@ -471,27 +630,37 @@ impl Relay<'_> {
         self.escalation = 1;
     }
 
-    /// SIGTERM then SIGKILL to every process of the shell's session, at bounded deadlines.
+    /// SIGTERM then SIGKILL to every process of the shell's session, at bounded deadlines, while any holds the PTY.
     fn escalate(&mut self) {
         let Some(since) = self.ending_since else {
             return;
         };
+        if self.master_eof && self.reaped_at.is_some() {
+            return;
+        }
         let el = since.elapsed();
         if self.escalation == 1 && el >= GRACE {
-            signal_session(self.shell, Signal::SIGTERM);
+            procs::signal_session(self.shell, Signal::SIGTERM);
             self.escalation = 2;
         } else if self.escalation == 2 && el >= GRACE * 2 {
-            signal_session(self.shell, Signal::SIGKILL);
+            procs::signal_session(self.shell, Signal::SIGKILL);
             self.escalation = 3;
         }
     }
 
     fn finish(mut self) -> (Outcome, OwnedFd) {
+        if self.ending != Ending::Running && !(self.master_eof && self.reaped_at.is_some()) {
+            // The bounded wait is over: nothing of the session may outlive it.
+            procs::signal_session(self.shell, Signal::SIGKILL);
+        }
         if self.status.is_none() {
-            // Should not happen (done() needs the shell reaped), but never leave it running.
-            signal_session(self.shell, Signal::SIGKILL);
+            // Only after the bounded wait (the shell could not be reaped in time): never leave it running.
             let _ = kill(self.shell, Signal::SIGKILL);
-            self.check_child();
+            let end = Instant::now() + KILL_SETTLE;
+            while self.status.is_none() && Instant::now() < end {
+                self.check_child();
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
         // Last output to the user, bounded.
         if self.user_alive() {
@@ -499,8 +668,8 @@ impl Relay<'_> {
             while !self.to_user.is_empty() && Instant::now() < deadline {
                 self.flush_user();
                 if !self.to_user.is_empty() {
-                    let mut fds = [PollFd::new(self.ep.user.as_fd(), PollFlags::POLLOUT)];
-                    let _ = poll(&mut fds, PollTimeout::from(50u16));
+                    let fd = self.ep.out.as_ref().unwrap_or(&self.ep.user);
+                    let _ = sys::poll_fds(&mut [pollfd(fd, libc::POLLOUT)], 50);
                 }
             }
         }
@@ -522,54 +691,26 @@ impl Relay<'_> {
             monotonic_ns(),
             &frames::end_payload(status, reason_code, signal.unwrap_or("")),
         );
-        // Hand the writer the rest: blocking, but bounded so a stopped writer cannot hold the logout.
+        // Hand the writer the rest: waiting while it takes data, bounded so a stuck disk cannot hold the logout
+        // for long; a stopped or vanished writer gets what fits in the pipe now (it finds it when it resumes).
         let deadline = Instant::now() + WRITER_STUCK;
-        while !self.to_writer.is_empty() && Instant::now() < deadline {
-            if self.to_writer.write_to(&self.ep.writer).is_err() {
+        while self.writer != WriterState::Gone && Instant::now() < deadline {
+            if self.to_writer.write_to(&self.ep.writer).is_err()
+                || self.to_writer.is_empty()
+                || self.writer != WriterState::Running
+            {
                 break;
             }
-            if !self.to_writer.is_empty() {
-                let mut fds = [PollFd::new(self.ep.writer.as_fd(), PollFlags::POLLOUT)];
-                let _ = poll(&mut fds, PollTimeout::from(100u16));
-            }
+            let _ = sys::poll_fds(&mut [pollfd(&self.ep.writer, libc::POLLOUT)], 100);
+            self.check_writer();
         }
         let Endpoints { writer, .. } = self.ep;
         (
             Outcome {
                 status,
-                reason,
-                signal,
                 message: self.message,
             },
             writer,
         )
-    }
-}
-
-/// Send `sig` to every process whose session id is `sid` (the shell's session: its jobs and their children).
-pub fn signal_session(sid: Pid, sig: Signal) {
-    let _ = killpg(sid, sig);
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for e in rd.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-            continue;
-        };
-        // Fields after the name: state ppid pgrp session ...
-        if rest
-            .split_whitespace()
-            .nth(3)
-            .and_then(|s| s.parse::<i32>().ok())
-            == Some(sid.as_raw())
-        {
-            let _ = kill(Pid::from_raw(pid), sig);
-        }
     }
 }

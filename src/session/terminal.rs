@@ -3,6 +3,7 @@
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::termios::{SetArg, Termios, cfmakeraw, tcgetattr, tcsetattr};
 
 /// The saved terminal state, for the panic hook (Drop does not run with panic = "abort").
@@ -30,16 +31,25 @@ impl RawMode {
         cfmakeraw(&mut raw);
         let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, &raw);
     }
-
-    pub fn saved(&self) -> &Termios {
-        &self.saved
-    }
 }
 
 impl Drop for RawMode {
     fn drop(&mut self) {
-        let _ = tcsetattr(std::io::stdin(), SetArg::TCSADRAIN, &self.saved);
+        restore(&self.saved);
         *SAVED.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+/// Put the saved settings back. TCSANOW, not TCSADRAIN: output still queued was already processed when written,
+/// and a terminal that does not drain (flow-stopped, or nobody reading it) must not hold the exit for ever.
+/// SIGTTOU is blocked meanwhile, so a relay that ended up in the background is not stopped by its own tcsetattr.
+fn restore(saved: &Termios) {
+    let mut ttou = SigSet::empty();
+    ttou.add(Signal::SIGTTOU);
+    let old = ttou.thread_swap_mask(SigmaskHow::SIG_BLOCK).ok();
+    let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, saved);
+    if let Some(old) = old {
+        let _ = old.thread_set_mask();
     }
 }
 
@@ -48,7 +58,7 @@ pub fn restore_on_panic() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if let Some(saved) = SAVED.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, &saved);
+            restore(&saved);
         }
         default(info);
     }));

@@ -100,6 +100,24 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, String> {
     )))
 }
 
+/// What can be saved of an incomplete frame at the end of the stream (the relay died in the middle of writing
+/// it): the bytes that did arrive of an Output or Input payload. Anything else (or a bare header part) is None.
+pub fn decode_truncated(buf: &[u8]) -> Option<Frame<'_>> {
+    if buf.len() <= HEADER_LEN {
+        return None;
+    }
+    let kind = Kind::from_u8(buf[0]).filter(|k| matches!(k, Kind::Output | Kind::Input))?;
+    let len = u32::from_le_bytes(buf[4..8].try_into().unwrap()) as usize;
+    if len > MAX_PAYLOAD || buf.len() >= HEADER_LEN + len {
+        return None;
+    }
+    Some(Frame {
+        kind,
+        ts_ns: u64::from_le_bytes(buf[8..16].try_into().unwrap()),
+        payload: &buf[HEADER_LEN..],
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +150,27 @@ mod tests {
         );
         assert!(decode(&b[n..n + 20]).unwrap().is_none());
         assert!(decode(&[99u8; 16]).is_err());
+    }
+
+    #[test]
+    fn truncated_output_is_salvaged() {
+        let mut b = Vec::new();
+        encode(&mut b, Kind::Output, 7, b"hello world");
+        let f = decode_truncated(&b[..HEADER_LEN + 5]).unwrap();
+        assert_eq!(
+            (f.kind, f.ts_ns, f.payload),
+            (Kind::Output, 7, &b"hello"[..])
+        );
+        assert!(
+            decode_truncated(&b[..HEADER_LEN]).is_none(),
+            "no payload yet"
+        );
+        assert!(
+            decode_truncated(&b).is_none(),
+            "complete frames are decode()'s"
+        );
+        let mut r = Vec::new();
+        encode(&mut r, Kind::Resize, 1, &[1, 0, 2, 0]);
+        assert!(decode_truncated(&r[..HEADER_LEN + 2]).is_none());
     }
 }

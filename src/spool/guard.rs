@@ -30,6 +30,13 @@ pub fn session_key(audit_session: u32) -> String {
     format!("session-{audit_session}")
 }
 
+/// The registry keys of a recording: its PTY and, when known, the audit session it belongs to.
+pub fn keys(pty: &str, audit_session: Option<u32>) -> Vec<String> {
+    let mut k = vec![tty_key(pty)];
+    k.extend(audit_session.map(session_key));
+    k
+}
+
 /// The kernel audit session id of this process, if pam_loginuid set one (4294967295 means unset).
 pub fn audit_session_id() -> Option<u32> {
     let s = std::fs::read_to_string("/proc/self/sessionid").ok()?;

@@ -17,7 +17,7 @@ use crate::record::meta::{EndReason, Meta};
 use crate::record::timing::TimingWriter;
 use crate::record::typescript;
 use crate::spool::frames::{self, Kind};
-use crate::spool::guard::{self, Registration};
+use crate::spool::guard::Registration;
 use crate::spool::layout::Spool;
 use crate::syslog::Logger;
 
@@ -41,6 +41,8 @@ pub struct WriterPlan {
     pub start_wall: OffsetDateTime,
     pub fifo: Option<PathBuf>,
     pub audit_session: Option<u32>,
+    /// The guard registration published for this recording's PTY, withdrawn when the recording ends.
+    pub registration: Option<(Registration, Vec<String>)>,
 }
 
 /// The open files of a recording.
@@ -112,10 +114,14 @@ struct Writer {
     log: Logger,
     registration: Option<(Registration, Vec<String>)>,
     end: Option<(i32, EndReason, String)>,
+    /// The recorded shell (leader of the PTY's session), from the Started frame.
+    shell: Option<nix::unistd::Pid>,
 }
 
 /// Run the writer until the relay's pipe reaches EOF, then complete and queue the recording. Returns the exit code.
-pub fn run(plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
+pub fn run(mut plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
+    // Held until the recording is complete and queued: `auditty flush` leaves a locked recording alone.
+    let _lock = files.lock;
     let mut log = Logger::new(&plan.cfg.syslog);
     let timing = TimingWriter::new(plan.format, plan.opened_ns);
     let mut w = Writer {
@@ -126,8 +132,9 @@ pub fn run(plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
         commands: Sink::new("commands.log", files.commands),
         last_flush: Instant::now(),
         log: Logger::new(&plan.cfg.syslog),
-        registration: None,
+        registration: plan.registration.take(),
         end: None,
+        shell: None,
         plan,
     };
     std::mem::swap(&mut w.log, &mut log);
@@ -138,6 +145,7 @@ pub fn run(plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
     let mut inbuf = vec![0u8; 256 << 10];
     let mut pending: Vec<u8> = Vec::new();
     let mut corrupt = None;
+    let mut eof = false;
     loop {
         let mut fds = vec![PollFd::new(data.as_fd(), PollFlags::POLLIN)];
         if let Some((r, _)) = &fifo {
@@ -155,7 +163,10 @@ pub fn run(plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
         }
         if data_ready {
             match data.read(&mut inbuf) {
-                Ok(0) => break,
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
                 Ok(n) => {
                     pending.extend_from_slice(&inbuf[..n]);
                     let mut at = 0;
@@ -190,6 +201,13 @@ pub fn run(plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
     }
     if let Some(e) = corrupt {
         w.plan.meta.write_errors.push(format!("relay stream: {e}"));
+    }
+    if eof && w.end.is_none() {
+        // The relay died, maybe in the middle of a frame: keep the part of its output that arrived.
+        if let Some(f) = frames::decode_truncated(&pending) {
+            w.handle(f.kind, f.ts_ns, f.payload);
+        }
+        w.end_orphaned_session();
     }
     if let Some((r, _)) = &fifo {
         w.read_commands(r, &mut parser);
@@ -301,42 +319,47 @@ impl Writer {
         }
     }
 
-    /// The shell runs on its PTY: register the PTY in the guard and log the session start.
+    /// The shell runs on its PTY (registered in the guard by the session before it started): log the session start.
     fn started(&mut self, p: &[u8]) {
         let text = String::from_utf8_lossy(p);
         let mut parts = text.split('\0');
         let pty = parts.next().unwrap_or("").to_string();
+        self.shell = parts
+            .next()
+            .and_then(|p| p.parse::<i32>().ok())
+            .filter(|&p| p > 1)
+            .map(nix::unistd::Pid::from_raw);
         self.plan.meta.pty = Some(pty.clone()).filter(|s| !s.is_empty());
-        let me = std::process::id();
-        if let (false, Some(start)) = (pty.is_empty(), guard::process_start(me)) {
-            let reg = Registration {
-                id: self.plan.meta.id.clone(),
-                writer_pid: me,
-                writer_start: start,
-                uid: self.plan.meta.uid,
-                pty: pty.clone(),
-                fifo: self
-                    .plan
-                    .fifo
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-            };
-            let mut keys = vec![guard::tty_key(&pty)];
-            if let Some(s) = self.plan.audit_session {
-                keys.push(guard::session_key(s));
-            }
-            match reg.publish(&self.plan.cfg.spool.run_dir, &keys) {
-                Ok(()) => self.registration = Some((reg, keys)),
-                Err(e) => self
-                    .plan
-                    .meta
-                    .write_errors
-                    .push(format!("nesting guard: {e:#}")),
-            }
-        }
         let _ = self.plan.meta.write(&self.plan.dir);
         crate::syslog::session_start(&mut self.log, &self.plan.meta);
+    }
+
+    /// The relay vanished without ending the session (SIGKILL, crash): the kernel hung up the PTY, but a job that
+    /// ignores SIGHUP would outlive the recording. End the shell's session as the relay would have: SIGHUP, then
+    /// SIGTERM and SIGKILL, each after a bounded grace.
+    fn end_orphaned_session(&mut self) {
+        use crate::session::procs;
+        use nix::sys::signal::Signal;
+        let Some(sid) = self.shell else {
+            return;
+        };
+        for (sig, grace) in [
+            (Signal::SIGHUP, Duration::from_secs(1)),
+            (Signal::SIGTERM, Duration::from_secs(1)),
+            (Signal::SIGKILL, Duration::ZERO),
+        ] {
+            if procs::members(sid).is_empty() {
+                return;
+            }
+            procs::signal_session(sid, sig);
+            if sig == Signal::SIGHUP {
+                procs::signal_session(sid, Signal::SIGCONT);
+            }
+            let end = Instant::now() + grace;
+            while Instant::now() < end && !procs::members(sid).is_empty() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
     }
 
     fn read_commands(&mut self, fifo: &File, parser: &mut RecordParser) {

@@ -21,6 +21,8 @@ use std::os::unix::fs::OpenOptionsExt;
 struct Output {
     bytes: Vec<u8>,
     closed: bool,
+    /// Why the reader stopped.
+    why: String,
 }
 
 pub struct Term {
@@ -76,26 +78,37 @@ impl Term {
         }
         c.stdin(Stdio::from(slave.try_clone().unwrap()))
             .stdout(Stdio::from(slave.try_clone().unwrap()))
-            .stderr(Stdio::from(slave));
+            .stderr(Stdio::from(slave.try_clone().unwrap()));
         let mut child = c.spawn().expect("spawn setsid -c …");
         drop(c);
         let pid = child.id();
-        let (tx, exit) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait().unwrap());
-        });
         let master = File::from(master);
         let reader = master.try_clone().unwrap();
+        // We keep a slave descriptor until the program has exited and the reader has taken its output: when the
+        // last slave descriptor closes, a read of the master may report EIO before the last bytes (seen under
+        // gVisor).
+        let (exited_r, exited_w) = nix::unistd::pipe().unwrap();
+        let (drained_tx, drained_rx) = mpsc::channel::<()>();
+        let (tx, exit) = mpsc::channel();
+        std::thread::spawn(move || {
+            let status = child.wait().unwrap();
+            let _ = nix::unistd::write(&exited_w, b"x");
+            let _ = drained_rx.recv_timeout(Duration::from_secs(5));
+            drop(slave);
+            let _ = tx.send(status);
+        });
         let (stop_r, stop_w) = nix::unistd::pipe().unwrap();
         let out: Arc<(Mutex<Output>, Condvar)> = Arc::default();
         let out2 = out.clone();
         std::thread::spawn(move || {
             let mut reader = reader;
             let mut buf = [0u8; 65536];
+            let mut exited = false;
             loop {
                 let mut fds = [
                     PollFd::new(reader.as_fd(), PollFlags::POLLIN),
                     PollFd::new(stop_r.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(exited_r.as_fd(), PollFlags::POLLIN),
                 ];
                 if poll(&mut fds, PollTimeout::NONE).is_err() {
                     continue;
@@ -103,8 +116,26 @@ impl Term {
                 if fds[1].revents().is_some_and(|r| !r.is_empty()) {
                     break; // hangup requested: drop our master descriptor
                 }
+                let data = fds[0].revents().is_some_and(|r| !r.is_empty());
+                if !exited && fds[2].revents().is_some_and(|r| !r.is_empty()) && !data {
+                    // The program is gone and nothing more is readable: let the waiter close the slave.
+                    exited = true;
+                    let _ = drained_tx.send(());
+                    continue;
+                }
+                if !data {
+                    continue;
+                }
                 match reader.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
+                    Ok(0) => {
+                        out2.0.lock().unwrap().why = "EOF".into();
+                        break;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        out2.0.lock().unwrap().why = e.to_string();
+                        break;
+                    }
                     Ok(n) => {
                         let (m, cv) = &*out2;
                         m.lock().unwrap().bytes.extend_from_slice(&buf[..n]);
@@ -147,9 +178,16 @@ impl Term {
             }
             let now = Instant::now();
             if now >= end || g.closed {
+                let tail = &g.bytes[g.bytes.len().saturating_sub(600)..];
                 panic!(
-                    "expected {s:?} on the terminal, got {:?}",
-                    String::from_utf8_lossy(&g.bytes)
+                    "expected {s:?} on the terminal within {timeout:?}; got {} bytes{}, ending with {:?}",
+                    g.bytes.len(),
+                    if g.closed {
+                        format!(" (terminal closed: {})", g.why)
+                    } else {
+                        String::new()
+                    },
+                    String::from_utf8_lossy(tail)
                 );
             }
             g = cv.wait_timeout(g, end - now).unwrap().0;

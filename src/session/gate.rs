@@ -1,0 +1,294 @@
+//! Admission: should this login be recorded? `/etc/profile.d/auditty.sh` asks with `auditty session --check`
+//! before it `exec`s `auditty session`, so that a shell that must not (or cannot) be recorded never loops through
+//! profile.d → auditty → login shell → profile.d.
+//!
+//! "Already inside a recording" is decided from things the user cannot forge, never from the environment:
+//! * the guard registry in `spool.run_dir` (written only by group auditty): this terminal is the PTY of a live
+//!   recording (`su -`, `sudo -i`, `bash -l` inside a session), or this process's kernel audit session id
+//!   (pam_loginuid; inherited by tmux/screen servers and their panes) belongs to one;
+//! * the process tree: a relay of a live recording (its pid in the private spool's `meta.json`) is an ancestor of
+//!   this process. This also covers the first prompt of a recorded shell, before the writer has registered the PTY.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::ExitCode;
+
+use nix::unistd::{Group, User, getgid, getgroups, getppid, getuid};
+
+use crate::cli::Cli;
+use crate::config::{self, Config, OnError};
+use crate::privilege::Privilege;
+use crate::record::meta::Meta;
+use crate::spool::guard;
+use crate::spool::layout::{self, Spool, State};
+
+/// The answer to `auditty session --check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not inside a recording, not exempt, the spool is usable: exec `auditty session`.
+    Record,
+    /// Already inside a live recording (the outer PTY records this shell).
+    Inside(String),
+    /// Never recorded: exempt user or group, or no terminal.
+    Exempt(String),
+    /// Recording is not possible; `policy.on_error` says what to do.
+    Impossible { policy: OnError, why: String },
+}
+
+impl Verdict {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Verdict::Record => 0,
+            Verdict::Inside(_) => 3,
+            Verdict::Exempt(_) => 4,
+            Verdict::Impossible {
+                policy: OnError::Open,
+                ..
+            } => 5,
+            Verdict::Impossible {
+                policy: OnError::Closed,
+                ..
+            } => 6,
+        }
+    }
+
+    /// One line for profile.d (logged with `logger`, or shown when the login is refused).
+    pub fn describe(&self) -> String {
+        match self {
+            Verdict::Record => "record".into(),
+            Verdict::Inside(w) => format!("inside: {w}"),
+            Verdict::Exempt(w) => format!("exempt: {w}"),
+            Verdict::Impossible { policy, why } => format!(
+                "cannot record ({}): {}",
+                match policy {
+                    OnError::Open => "policy.on_error=open, continuing unrecorded",
+                    OnError::Closed => "policy.on_error=closed, login refused",
+                },
+                why.replace('\n', " ")
+            ),
+        }
+    }
+}
+
+/// `auditty session --check`: print the verdict and exit with its code.
+pub fn check(cli: &Cli, privilege: &Privilege) -> ExitCode {
+    let v = decide(cli, privilege);
+    println!("{}", v.describe());
+    ExitCode::from(v.exit_code())
+}
+
+pub fn decide(cli: &Cli, privilege: &Privilege) -> Verdict {
+    if !crate::sys::is_tty(0) {
+        return Verdict::Exempt("no terminal".into());
+    }
+    let cfg = match privilege.load_config(cli) {
+        Ok(c) => c,
+        Err(e) => {
+            return Verdict::Impossible {
+                policy: lenient_on_error(),
+                why: format!("{e:#}"),
+            };
+        }
+    };
+    if let Some(w) = inside_recording(&cfg) {
+        return Verdict::Inside(w);
+    }
+    if let Some(w) = exempt(&cfg) {
+        return Verdict::Exempt(w);
+    }
+    if let Err(why) = spool_usable(&cfg.spool.dir) {
+        return Verdict::Impossible {
+            policy: cfg.policy.on_error,
+            why,
+        };
+    }
+    Verdict::Record
+}
+
+/// The failure policy when the config does not load: `closed` only if the default file says so plainly.
+pub fn lenient_on_error() -> OnError {
+    let text = std::fs::read_to_string(config::DEFAULT_PATH).unwrap_or_default();
+    let closed = text.lines().any(|l| {
+        let l = l.split('#').next().unwrap_or("").replace([' ', '\t'], "");
+        l == "on_error=\"closed\"" || l == "on_error='closed'"
+    });
+    if closed {
+        OnError::Closed
+    } else {
+        OnError::Open
+    }
+}
+
+/// Why this process is inside a live recording, if it is.
+pub fn inside_recording(cfg: &Config) -> Option<String> {
+    let tty = nix::unistd::ttyname(std::io::stdin())
+        .ok()
+        .map(|p| p.display().to_string());
+    if let Some(reg) = guard::lookup(
+        &cfg.spool.run_dir,
+        tty.as_deref(),
+        guard::audit_session_id(),
+    ) {
+        return Some(format!("recording {} on {}", reg.id, reg.pty));
+    }
+    let ancestors = ancestors();
+    let spool = Spool::new(&cfg.spool.dir);
+    for id in spool.list(State::Active).unwrap_or_default() {
+        let Ok(meta) = Meta::read(&spool.recording_dir(State::Active, &id).join(layout::META))
+        else {
+            continue;
+        };
+        if meta.relay_pid != 0
+            && ancestors.contains(&meta.relay_pid)
+            && started_unix(meta.relay_pid).is_some_and(|s| s <= meta.start_unix + 2)
+        {
+            return Some(format!(
+                "recording {id} (relay pid {} is an ancestor)",
+                meta.relay_pid
+            ));
+        }
+    }
+    None
+}
+
+/// Parent, grandparent, … of this process (bounded; stops at pid 1).
+fn ancestors() -> HashSet<u32> {
+    let mut set = HashSet::new();
+    let mut pid = getppid().as_raw() as u32;
+    for _ in 0..256 {
+        if pid <= 1 || !set.insert(pid) {
+            break;
+        }
+        match parent_of(pid) {
+            Some(p) => pid = p,
+            None => break,
+        }
+    }
+    set
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// When a process started, in Unix seconds (rounded down), from its start time in ticks since boot.
+fn started_unix(pid: u32) -> Option<i64> {
+    let ticks = guard::process_start(pid)?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|h| *h > 0)
+        .unwrap_or(100) as u64;
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let btime: i64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(btime + (ticks / hz) as i64)
+}
+
+/// The user running this process and their shell (from the password database).
+pub struct Who {
+    pub user: String,
+    pub uid: u32,
+    pub shell: std::path::PathBuf,
+}
+
+impl Who {
+    pub fn current() -> Who {
+        let uid = getuid();
+        let pw = User::from_uid(uid).ok().flatten();
+        let me = std::fs::read_link("/proc/self/exe").ok();
+        let shell = pw
+            .as_ref()
+            .map(|u| u.shell.clone())
+            .filter(|p| p.is_absolute() && Some(p.as_path()) != me.as_deref())
+            .filter(|p| !p.ends_with("auditty"))
+            .unwrap_or_else(|| "/bin/sh".into());
+        Who {
+            user: pw.map(|u| u.name).unwrap_or_else(|| uid.to_string()),
+            uid: uid.as_raw(),
+            shell,
+        }
+    }
+}
+
+/// Why the current user is exempt (`policy.exempt_users`, `policy.exempt_groups`), if they are.
+pub fn exempt(cfg: &Config) -> Option<String> {
+    let who = Who::current();
+    if cfg.policy.exempt_users.contains(&who.user) {
+        return Some(format!("user {} is in policy.exempt_users", who.user));
+    }
+    if cfg.policy.exempt_groups.is_empty() {
+        return None;
+    }
+    let mut gids = getgroups().unwrap_or_default();
+    gids.push(getgid());
+    gids.into_iter()
+        .filter_map(|g| Group::from_gid(g).ok().flatten())
+        .find(|g| cfg.policy.exempt_groups.contains(&g.name))
+        .map(|g| format!("group {} is in policy.exempt_groups", g.name))
+}
+
+/// Can a recording be created now? Makes the state directories and a scratch directory in active/, then removes it.
+pub fn spool_usable(dir: &Path) -> Result<(), String> {
+    let spool = Spool::new(dir);
+    spool.ensure().map_err(|e| format!("spool.dir: {e:#}"))?;
+    let active = spool.state_dir(State::Active);
+    tempfile::Builder::new()
+        .prefix(".check-")
+        .tempdir_in(&active)
+        .map(drop)
+        .map_err(|e| {
+            format!(
+                "spool.dir: cannot create a recording in {}: {e}",
+                active.display()
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_are_the_documented_ones() {
+        assert_eq!(Verdict::Record.exit_code(), 0);
+        assert_eq!(Verdict::Inside("x".into()).exit_code(), 3);
+        assert_eq!(Verdict::Exempt("x".into()).exit_code(), 4);
+        let open = Verdict::Impossible {
+            policy: OnError::Open,
+            why: "a\nb".into(),
+        };
+        assert_eq!(open.exit_code(), 5);
+        assert!(!open.describe().contains('\n'));
+        let closed = Verdict::Impossible {
+            policy: OnError::Closed,
+            why: "x".into(),
+        };
+        assert_eq!(closed.exit_code(), 6);
+        assert!(closed.describe().contains("login refused"));
+    }
+
+    #[test]
+    fn ancestors_include_parent_and_start_times_are_sane() {
+        let a = ancestors();
+        assert!(a.contains(&(getppid().as_raw() as u32)));
+        let me = started_unix(std::process::id()).unwrap();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        assert!(me <= now && me > now - 3600, "{me} vs {now}");
+    }
+
+    #[test]
+    fn spool_usable_names_the_key() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(spool_usable(d.path()), Ok(()));
+        assert!(d.path().join("active").is_dir());
+        let e = spool_usable(&d.path().join("missing")).unwrap_err();
+        assert!(e.starts_with("spool.dir:"), "{e}");
+    }
+}

@@ -1,0 +1,280 @@
+//! Recording a command without a terminal (ForceCommand with `record.noninteractive = true`): the command's stdout
+//! and stderr go through pipes; this process copies them to its own stdout/stderr unchanged and sends each chunk to
+//! the same spool writer the PTY path uses, so the recording is an ordinary typescript + timing that replays with
+//! `scriptreplay`. stdin is passed to the command directly (not recorded).
+//!
+//! Order of events (single-threaded until the command is spawned, so the fork is safe): recording directory and
+//! files (privileged) → fork the spool writer (keeps group auditty, detaches) → this process drops the group, spawns
+//! the command and relays.
+
+use std::ffi::OsString;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+
+use anyhow::{Context, Result};
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::unistd::{User, pipe2};
+use time::{OffsetDateTime, UtcOffset};
+
+use crate::config::Config;
+use crate::privilege::Privilege;
+use crate::record::meta::Meta;
+use crate::record::typescript;
+use crate::session::gate::Who;
+use crate::spool::frames::{self, Kind};
+use crate::spool::guard;
+use crate::spool::layout::{self, Spool};
+use crate::spool::writer::{self, WriterFiles, WriterPlan};
+use crate::sys::{self, Forked};
+use crate::syslog::Logger;
+
+/// Record `argv` (the user's shell with `-c COMMAND`, or a login shell reading stdin) through pipes.
+pub fn record(
+    cfg: &Config,
+    privilege: &mut Privilege,
+    who: &Who,
+    (path, argv): (PathBuf, Vec<OsString>),
+    command: Option<String>,
+    log: &mut Logger,
+) -> Result<ExitCode> {
+    let (plan, files) = prepare(cfg, who, command.clone())?;
+    let id = plan.meta.id.clone();
+    super::ssh::event(
+        log,
+        who,
+        &super::ssh::Kind::Other,
+        "record-pipes",
+        Some(&id),
+        command.as_deref().unwrap_or(""),
+    );
+    let (data_r, data_w) = pipe2(OFlag::O_CLOEXEC).context("cannot create the recorder pipe")?;
+    match sys::fork_single_threaded().context("cannot start the spool writer")? {
+        Forked::Child => {
+            drop(data_w);
+            detach_writer();
+            let mut plan = plan;
+            plan.meta.writer_pid = std::process::id();
+            std::process::exit(writer::run(plan, files, data_r));
+        }
+        Forked::Parent(_) => {}
+    }
+    drop(data_r);
+    drop(files);
+    drop(plan);
+    privilege.drop_group()?;
+    let _ = sys::set_non_dumpable();
+    relay(path, argv, &id, data_w)
+}
+
+fn prepare(cfg: &Config, who: &Who, command: Option<String>) -> Result<(WriterPlan, WriterFiles)> {
+    let spool = Spool::new(&cfg.spool.dir);
+    spool.ensure()?;
+    let start_wall = OffsetDateTime::now_utc();
+    let offset = UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC);
+    let id = layout::new_id(&who.user, start_wall);
+    let dir = spool.create_active(&id)?;
+    let files = WriterFiles {
+        typescript: layout::create_exclusive(&dir, layout::TYPESCRIPT, 0o640)?,
+        timing: layout::create_exclusive(&dir, layout::TIMING, 0o640)?,
+        input: None,
+        commands: layout::create_exclusive(&dir, layout::COMMANDS, 0o640)?,
+        lock: layout::try_lock(&dir)?.context("a fresh recording is locked by someone else")?,
+    };
+    let login_uid = guard::login_uid().filter(|l| *l != who.uid);
+    let format = cfg.record.timing;
+    let meta = Meta {
+        version: 1,
+        id,
+        user: who.user.clone(),
+        uid: who.uid,
+        login_uid,
+        login_user: login_uid
+            .and_then(|u| User::from_uid(u.into()).ok().flatten())
+            .map(|u| u.name),
+        host: nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        ssh_client: super::ssh::ssh_client(),
+        shell: who.shell.display().to_string(),
+        command,
+        start: typescript::script_time(start_wall, offset),
+        start_unix: start_wall.unix_timestamp(),
+        columns: 0,
+        lines: 0,
+        timing_format: match format {
+            crate::config::TimingFormat::Advanced => "advanced",
+            crate::config::TimingFormat::Classic => "classic",
+        }
+        .into(),
+        relay_pid: std::process::id(),
+        ..Meta::default()
+    };
+    meta.write(&dir)?;
+    let plan = WriterPlan {
+        cfg: cfg.clone(),
+        spool,
+        dir,
+        meta,
+        format,
+        opened_ns: writer::monotonic_ns(),
+        offset,
+        start_wall,
+        fifo: None,
+        audit_session: guard::audit_session_id(),
+        registration: None,
+    };
+    Ok((plan, files))
+}
+
+/// The writer leaves the session: own session id, terminal signals ignored, non-dumpable, stdio on /dev/null.
+fn detach_writer() {
+    let _ = nix::unistd::setsid();
+    sys::ignore_signals(&[
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGTSTP,
+        libc::SIGTTIN,
+        libc::SIGTTOU,
+        libc::SIGPIPE,
+        libc::SIGUSR1,
+    ]);
+    let _ = sys::set_non_dumpable();
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
+    let _ = std::env::set_current_dir("/");
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        let _ = nix::unistd::dup2_stdin(&null);
+        let _ = nix::unistd::dup2_stdout(&null);
+        let _ = nix::unistd::dup2_stderr(&null);
+    }
+}
+
+/// Spawn the command with piped stdout/stderr, copy both out unchanged and into the recording, report the end.
+fn relay(path: PathBuf, argv: Vec<OsString>, id: &str, writer: OwnedFd) -> Result<ExitCode> {
+    let mut child = Command::new(&path)
+        .arg0(&argv[0])
+        .args(&argv[1..])
+        .env("AUDITTY_RECORDING", id)
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot execute {}", path.display()))?;
+    let mut to_writer = Some(std::fs::File::from(writer));
+    let mut frame = Vec::new();
+    frames::encode(
+        &mut frame,
+        Kind::Started,
+        writer::monotonic_ns(),
+        format!("\0{}", child.id()).as_bytes(),
+    );
+    send(&mut to_writer, &frame);
+    let mut out = child.stdout.take();
+    let mut err = child.stderr.take();
+    let mut sinks: [Option<Box<dyn Write>>; 2] = [
+        Some(Box::new(std::io::stdout().lock())),
+        Some(Box::new(std::io::stderr().lock())),
+    ];
+    let mut buf = vec![0u8; 64 << 10];
+    while out.is_some() || err.is_some() {
+        let ready = poll_two(
+            out.as_ref().map(|o| o.as_fd()),
+            err.as_ref().map(|e| e.as_fd()),
+        );
+        for (i, is_ready) in ready.into_iter().enumerate() {
+            if !is_ready {
+                continue;
+            }
+            let got = match i {
+                0 => out.as_mut().map(|r| r.read(&mut buf)),
+                _ => err.as_mut().map(|r| r.read(&mut buf)),
+            };
+            match got {
+                Some(Ok(n)) if n > 0 => {
+                    frame.clear();
+                    frames::encode(&mut frame, Kind::Output, writer::monotonic_ns(), &buf[..n]);
+                    send(&mut to_writer, &frame);
+                    let delivered = sinks[i]
+                        .as_mut()
+                        .is_some_and(|s| s.write_all(&buf[..n]).is_ok() && s.flush().is_ok());
+                    if !delivered {
+                        // The client is gone: close this pipe, so the command meets EPIPE/SIGPIPE on its next write,
+                        // as it would without auditty.
+                        sinks[i] = None;
+                        if i == 0 {
+                            out = None;
+                        } else {
+                            err = None;
+                        }
+                    }
+                }
+                Some(Err(e)) if e.kind() == ErrorKind::Interrupted => {}
+                _ => {
+                    if i == 0 {
+                        out = None;
+                    } else {
+                        err = None;
+                    }
+                }
+            }
+        }
+    }
+    let status = child.wait().context("waitpid")?;
+    let (code, signal) = match (status.code(), status.signal()) {
+        (Some(c), _) => (c, String::new()),
+        (None, Some(s)) => (
+            128 + s,
+            nix::sys::signal::Signal::try_from(s)
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+        ),
+        _ => (255, String::new()),
+    };
+    frame.clear();
+    frames::encode(
+        &mut frame,
+        Kind::End,
+        writer::monotonic_ns(),
+        &frames::end_payload(code, 0, &signal),
+    );
+    send(&mut to_writer, &frame);
+    drop(to_writer);
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// Blocking write of one frame; the first failure (writer gone) stops recording, never the command.
+fn send(writer: &mut Option<std::fs::File>, bytes: &[u8]) {
+    if let Some(w) = writer
+        && w.write_all(bytes).is_err()
+    {
+        *writer = None;
+    }
+}
+
+/// Wait until either pipe is readable (or hung up); which ones are.
+fn poll_two(a: Option<BorrowedFd<'_>>, b: Option<BorrowedFd<'_>>) -> [bool; 2] {
+    let mut fds = Vec::new();
+    let mut idx = Vec::new();
+    for (i, f) in [a, b].into_iter().enumerate() {
+        if let Some(f) = f {
+            fds.push(PollFd::new(f, PollFlags::POLLIN));
+            idx.push(i);
+        }
+    }
+    while let Err(nix::errno::Errno::EINTR) = poll(&mut fds, PollTimeout::NONE) {}
+    let mut r = [false; 2];
+    for (k, f) in fds.iter().enumerate() {
+        if f.revents().is_some_and(|e| !e.is_empty()) {
+            r[idx[k]] = true;
+        }
+    }
+    r
+}
