@@ -237,9 +237,32 @@ fn sigkill_of_both_processes_is_recovered_and_delivered_by_flush() {
         text(&l)
     );
 
+    let orphan_id = dir.file_name().unwrap().to_str().unwrap().to_string();
+    let fifo_dirs = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir("/tmp")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("auditty-{orphan_id}-"))
+            })
+            .map(|e| e.path())
+            .collect()
+    };
+    assert_eq!(
+        fifo_dirs().len(),
+        1,
+        "the session's command FIFO directory is left behind"
+    );
     let f = run(&env, &["flush"]);
     assert!(f.status.success(), "{}", text(&f));
     let out = String::from_utf8_lossy(&f.stdout);
+    assert!(
+        fifo_dirs().is_empty(),
+        "flush removes it: {:?}",
+        fifo_dirs()
+    );
     assert!(
         out.contains("recovered ") && out.contains("sent "),
         "{}",

@@ -390,6 +390,7 @@ pub fn flush(cfg: &Config, spool: &Spool, all: bool, log: &mut Logger) -> Result
             report.errors.push(format!("{id}: {e:#}"));
             continue;
         }
+        remove_fifo_dirs(&cfg.hook.fifo_dir, &id);
         report.recovered.push(id.clone());
         record(
             &mut report,
@@ -458,6 +459,22 @@ pub fn flush(cfg: &Config, spool: &Spool, all: bool, log: &mut Logger) -> Result
     // 4. Cleanup.
     cleanup(cfg, spool, now, &mut report, log);
     Ok(report)
+}
+
+/// The per-session command FIFO directories (`<fifo_dir>/auditty-<id>-*`) a vanished writer could not remove.
+/// `remove_dir_all` removes a symlink itself, never what it points to.
+fn remove_fifo_dirs(fifo_dir: &Path, id: &str) {
+    let prefix = format!("auditty-{id}-");
+    if let Ok(rd) = std::fs::read_dir(fifo_dir) {
+        for e in rd.flatten() {
+            if e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(&prefix))
+            {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
 }
 
 fn record(report: &mut Report, id: &str, o: Outcome) {
