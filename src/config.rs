@@ -102,6 +102,12 @@ pub struct Mail {
     pub compress_level: u32,
     #[serde(deserialize_with = "size")]
     pub max_size: u64,
+    /// Seconds before the first retry of a failed delivery; doubles with every attempt.
+    pub retry_min: u64,
+    /// Longest wait between two delivery attempts, in seconds.
+    pub retry_max: u64,
+    /// PEM bundle of CAs trusted for smtps:// and STARTTLS instead of the system store.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for Mail {
@@ -117,6 +123,9 @@ impl Default for Mail {
             timeout: 30,
             compress_level: 6,
             max_size: 10 << 20,
+            retry_min: 60,
+            retry_max: 3600,
+            tls_ca_file: None,
         }
     }
 }
@@ -278,16 +287,36 @@ impl Config {
                 ),
             );
         }
-        let t = self.mail.transport.as_str();
-        if !(t == "none"
-            || t == "sendmail"
-            || t.starts_with("smtp://")
-            || t.starts_with("smtps://"))
-        {
+        if let Err(e) = crate::deliver::mail::TransportSpec::parse(&self.mail.transport) {
+            return bad("mail.transport", e);
+        }
+        if self.mail.user.is_some() != self.mail.password_file.is_some() {
             return bad(
-                "mail.transport",
+                "mail.user",
+                "mail.user and mail.password_file must be set together".into(),
+            );
+        }
+        for (key, p) in [
+            ("mail.password_file", &self.mail.password_file),
+            ("mail.tls_ca_file", &self.mail.tls_ca_file),
+        ] {
+            if let Some(p) = p
+                && !p.is_absolute()
+            {
+                return bad(key, format!("must be an absolute path, got {p:?}"));
+            }
+        }
+        if let Some(from) = &self.mail.from
+            && from.parse::<lettre::message::Mailbox>().is_err()
+        {
+            return bad("mail.from", format!("not an email address: {from:?}"));
+        }
+        if self.mail.retry_max < self.mail.retry_min {
+            return bad(
+                "mail.retry_max",
                 format!(
-                    "expected none, sendmail, smtp://host[:port][?tls=required] or smtps://host[:port], got {t:?}"
+                    "must be at least mail.retry_min ({}), got {}",
+                    self.mail.retry_min, self.mail.retry_max
                 ),
             );
         }
@@ -445,6 +474,43 @@ pub fn describe(cfg: &Config) -> BTreeMap<&'static str, String> {
     );
     m.insert("mail.transport", cfg.mail.transport.clone());
     m.insert("mail.to", format!("{:?}", cfg.mail.to));
+    m.insert(
+        "mail.from",
+        cfg.mail
+            .from
+            .clone()
+            .unwrap_or_else(|| "(auditty@<fqdn>)".into()),
+    );
+    m.insert("mail.subject", format!("{:?}", cfg.mail.subject));
+    m.insert(
+        "mail.sendmail_path",
+        cfg.mail.sendmail_path.display().to_string(),
+    );
+    m.insert(
+        "mail.user",
+        cfg.mail.user.clone().unwrap_or_else(|| "(none)".into()),
+    );
+    m.insert(
+        "mail.password_file",
+        cfg.mail
+            .password_file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "(none)".into()),
+    );
+    m.insert("mail.timeout", cfg.mail.timeout.to_string());
+    m.insert("mail.compress_level", cfg.mail.compress_level.to_string());
+    m.insert("mail.max_size", cfg.mail.max_size.to_string());
+    m.insert("mail.retry_min", cfg.mail.retry_min.to_string());
+    m.insert("mail.retry_max", cfg.mail.retry_max.to_string());
+    m.insert(
+        "mail.tls_ca_file",
+        cfg.mail
+            .tls_ca_file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "(system store)".into()),
+    );
     m.insert("syslog.target", cfg.syslog.target.clone());
     m.insert("syslog.facility", cfg.syslog.facility.clone());
     m.insert(

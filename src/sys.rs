@@ -2,7 +2,7 @@
 
 use std::ffi::{CString, OsStr, OsString, c_char};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
 use nix::pty::Winsize;
@@ -237,5 +237,27 @@ pub fn ignore_signals(sigs: &[i32]) {
     for &sig in sigs {
         // SAFETY: installing SIG_IGN involves no handler code and no memory of ours.
         unsafe { libc::signal(sig, libc::SIG_IGN) };
+    }
+}
+
+/// Close a lock's descriptor without unlocking it. A flock belongs to the open file description, which a forked
+/// child shares: dropping a `Flock` (LOCK_UN) in one process would release the other's lock too.
+pub fn close_keeping_lock(lock: nix::fcntl::Flock<std::fs::File>) {
+    let fd = lock.as_raw_fd();
+    std::mem::forget(lock);
+    // SAFETY: `fd` was owned by the File inside the forgotten Flock, which will never use or close it again, so the
+    // new OwnedFd is its only owner.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+}
+
+/// Remove every environment variable (the spool writer needs none, and must not take e.g. SSL_CERT_FILE from the
+/// user). Does nothing unless the process is single-threaded.
+pub fn clear_environment() {
+    if thread_count() != 1 {
+        return;
+    }
+    for (k, _) in std::env::vars_os() {
+        // SAFETY: the process has a single thread (checked above), so nothing reads the environment concurrently.
+        unsafe { std::env::remove_var(k) };
     }
 }

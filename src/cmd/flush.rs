@@ -1,13 +1,48 @@
-//! `auditty flush`: deliver due recordings and recover orphans.
+//! `auditty flush [--all]`: deliver due recordings, recover orphans, clean up the spool.
 
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use crate::cli::Cli;
+use crate::deliver::queue;
 use crate::privilege::Privilege;
+use crate::spool::layout::Spool;
+use crate::syslog::Logger;
 
-pub fn run(_cli: &Cli, mut privilege: Privilege, _all: bool) -> Result<ExitCode> {
+pub fn run(cli: &Cli, mut privilege: Privilege, all: bool) -> Result<ExitCode> {
     privilege.drop_unless_trusted()?;
-    bail!("flush: not implemented yet")
+    let cfg = privilege.load_config(cli)?;
+    let spool = Spool::new(&cfg.spool.dir);
+    super::list::adopt_spool_group(&spool);
+    spool.ensure().map_err(super::list::access_hint)?;
+    let mut log = Logger::new(&cfg.syslog);
+    let r = queue::flush(&cfg, &spool, all, &mut log).map_err(super::list::access_hint)?;
+    for id in &r.recovered {
+        println!("recovered {id} (its recorder was gone)");
+    }
+    for id in &r.sent {
+        println!("sent {id}");
+    }
+    for id in &r.removed {
+        println!("removed {id}");
+    }
+    for (id, e) in &r.deferred {
+        eprintln!("auditty flush: {id} stays queued: {e}");
+    }
+    for (id, e) in &r.failed {
+        eprintln!(
+            "auditty flush: {id} FAILED permanently (kept in failed/, retried by flush --all): {e}"
+        );
+    }
+    for e in &r.errors {
+        eprintln!("auditty flush: {e}");
+    }
+    Ok(if !r.errors.is_empty() || !r.failed.is_empty() {
+        ExitCode::from(1)
+    } else if !r.deferred.is_empty() {
+        ExitCode::from(75)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::unistd::{Pid, User, pipe2};
@@ -107,6 +107,14 @@ pub fn run(cli: &Cli, mut privilege: Privilege, command: Option<String>) -> Resu
         privilege.drop_group()?;
         return Err(shell.exec_plan(&[])?.exec())
             .context(format!("cannot execute {}", shell.shell.display()));
+    }
+    if privilege.untrusted_elevated() && (cli.config.is_some() || !cli.overrides.is_empty()) {
+        // Choosing the configuration would choose where the recording goes: refused, and no shell is started.
+        privilege.drop_group()?;
+        bail!(
+            "--config and -o are refused while auditty runs with its setgid privilege \
+             (only root or members of the auditty group may use them)"
+        );
     }
     let cfg = match privilege.load_config(cli) {
         Ok(c) => c,
@@ -416,14 +424,17 @@ fn record(
         let mut log = Logger::new(&cfg.syslog);
         crate::syslog::error(&mut log, &reg.id, &format!("nesting guard: {e:#}"));
     }
-    // The relay: give up the group, and keep nothing of the spool open.
+    // The relay: give up the group at once (publishing in the guard above is its only privileged act after the fork),
+    // and keep nothing of the spool open.
+    privilege.drop_group()?;
+    let _ = sys::set_non_dumpable();
     drop(data_r);
-    drop(files);
+    // Closing (not unlocking) the lock: the writer shares the lock's open file description and keeps it locked.
+    let WriterFiles { lock, .. } = files;
+    sys::close_keeping_lock(lock);
     let fifo = plan.fifo.clone();
     let id = plan.meta.id.clone();
     drop(plan);
-    privilege.drop_group()?;
-    let _ = sys::set_non_dumpable();
     let fl = OFlag::from_bits_truncate(fcntl(&data_w, FcntlArg::F_GETFL)?);
     fcntl(&data_w, FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK))?;
     run_relay(&cfg, &shell, &id, fifo.as_deref(), data_w, writer_pid, pty)
@@ -454,6 +465,7 @@ fn become_writer_process() {
     let _ = nix::unistd::setsid();
     sys::ignore_signals(&WRITER_IGNORES.map(|s| s as i32));
     let _ = sys::set_non_dumpable();
+    sys::clear_environment();
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
     let _ = std::env::set_current_dir("/");
     if let Ok(null) = std::fs::OpenOptions::new()

@@ -1,13 +1,85 @@
-//! `auditty verify`: check a recording's SHA-256 sums.
+//! `auditty verify RECORDING`: check a recording's files against the SHA-256 sums in its meta.json.
 
+use std::io::BufReader;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
+use flate2::read::GzDecoder;
 
 use crate::cli::Cli;
+use crate::deliver::compress;
 use crate::privilege::Privilege;
+use crate::record::meta::Meta;
+use crate::spool::layout::{self, Spool};
 
-pub fn run(_cli: &Cli, mut privilege: Privilege, _rec: &str) -> Result<ExitCode> {
+pub fn run(cli: &Cli, mut privilege: Privilege, rec: &str) -> Result<ExitCode> {
     privilege.drop_unless_trusted()?;
-    bail!("verify: not implemented yet")
+    let cfg = privilege.load_config(cli)?;
+    let spool = Spool::new(&cfg.spool.dir);
+    let dir: PathBuf = if layout::valid_id(rec) && !rec.contains('/') {
+        match spool.find(rec) {
+            Some((_, d)) => d,
+            None if PathBuf::from(rec).is_dir() => PathBuf::from(rec),
+            None => {
+                // Distinguish "no such recording" from "not allowed to look".
+                spool
+                    .list(layout::State::Queue)
+                    .map_err(super::list::access_hint)?;
+                bail!("no recording {rec} in {}", spool.root.display());
+            }
+        }
+    } else {
+        PathBuf::from(rec)
+    };
+    let meta = Meta::read(&dir.join(layout::META)).map_err(super::list::access_hint)?;
+    if meta.files.is_empty() {
+        bail!(
+            "{}: no sums recorded yet (the recording is still being written, or was never queued)",
+            dir.display()
+        );
+    }
+    let mut bad = 0;
+    let mut checked = 0;
+    for (name, want) in &meta.files {
+        let path = dir.join(name);
+        let got = if path.exists() {
+            compress::sum_file(&path)
+        } else if dir.join(format!("{name}.gz")).exists() {
+            // The uncompressed file is checked through its .gz.
+            let gz = dir.join(format!("{name}.gz"));
+            std::fs::File::open(&gz)
+                .map_err(anyhow::Error::from)
+                .and_then(|f| Ok(compress::sum_reader(GzDecoder::new(BufReader::new(f)))?))
+                .map_err(|e| e.context(format!("cannot decompress {}", gz.display())))
+        } else {
+            println!("MISSING  {name}");
+            bad += 1;
+            continue;
+        };
+        checked += 1;
+        match got {
+            Ok(s) if s == *want => println!(
+                "OK       {name:<16} {:>12} bytes  sha256 {}",
+                s.size, s.sha256
+            ),
+            Ok(s) => {
+                bad += 1;
+                println!(
+                    "MISMATCH {name:<16} expected {} bytes sha256 {}, found {} bytes sha256 {}",
+                    want.size, want.sha256, s.size, s.sha256
+                );
+            }
+            Err(e) => {
+                bad += 1;
+                println!("ERROR    {name:<16} {e:#}");
+            }
+        }
+    }
+    if bad > 0 {
+        eprintln!("auditty verify: {bad} problem(s) in {}", dir.display());
+        return Ok(ExitCode::from(1));
+    }
+    println!("{}: all {checked} files match", meta.id);
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,18 +1,37 @@
 //! Delivery: compress a finished recording, queue it, and mail it to the auditors until the mail system accepts it.
+//!
+//! - `compress`: gzip + SHA-256 in one pass.
+//! - `timing`: reading timing files back (orphan repair, head+tail excerpts).
+//! - `body`: the text an auditor reads, and escaping of user-controlled text.
+//! - `mail`: attachments, the lettre message, transports (sendmail, SMTP, STARTTLS, SMTPS).
+//! - `queue`: enqueue, deliver with backoff, flush with orphan recovery, cleanup.
+
+pub mod body;
+pub mod compress;
+pub mod mail;
+pub mod queue;
+pub mod timing;
 
 use anyhow::Result;
 
 use crate::config::Config;
+use crate::record::meta::Meta;
 use crate::spool::layout::{Spool, State};
 use crate::syslog::Logger;
 
-/// Called by the spool writer once a recording's files are complete in active/: make it ready for delivery.
-pub fn enqueue_finished(_cfg: &Config, spool: &Spool, id: &str) -> Result<()> {
-    spool.move_to(id, State::Active, State::Queue)?;
-    Ok(())
+/// Called by the spool writer, which holds the recording's lock, once the files in active/<id> are complete:
+/// compress, record the sums in `meta`, and move the recording to queue/ atomically.
+pub fn enqueue_finished(cfg: &Config, spool: &Spool, meta: &mut Meta) -> Result<()> {
+    queue::enqueue(cfg, spool, meta)
 }
 
-/// Try to deliver one queued recording now (the writer calls this right after queueing).
-pub fn deliver_now(_cfg: &Config, _spool: &Spool, _id: &str, _log: &mut Logger) -> Result<()> {
-    Ok(())
+/// Try to deliver one queued recording now (the writer calls this right after queueing, still holding the lock).
+/// A failure leaves it queued for `auditty flush`.
+pub fn deliver_now(
+    cfg: &Config,
+    spool: &Spool,
+    meta: &mut Meta,
+    log: &mut Logger,
+) -> queue::Outcome {
+    queue::deliver(cfg, spool, State::Queue, meta, log)
 }

@@ -96,6 +96,17 @@ pub struct Meta {
     pub next_try_unix: Option<i64>,
     pub last_error: Option<String>,
     pub sent_unix: Option<i64>,
+    /// When the recording was completed and queued for delivery.
+    pub queued_unix: Option<i64>,
+    /// When the mail system refused it permanently (the recording is in failed/).
+    pub failed_unix: Option<i64>,
+    /// The delivered mail carried only the head and tail of the session (`mail.max_size`).
+    pub mail_truncated: bool,
+    /// Recipients of the delivered mail.
+    pub sent_to: Vec<String>,
+    /// How long compressing and queueing took (ms), and the last delivery attempt (ms): for capacity planning.
+    pub compress_ms: Option<u64>,
+    pub send_ms: Option<u64>,
 }
 
 impl Meta {

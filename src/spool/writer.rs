@@ -459,7 +459,9 @@ impl Writer {
         }
         crate::syslog::session_end(&mut self.log, &self.plan.meta);
         let id = self.plan.meta.id.clone();
-        if let Err(e) = crate::deliver::enqueue_finished(&self.plan.cfg, &self.plan.spool, &id) {
+        if let Err(e) =
+            crate::deliver::enqueue_finished(&self.plan.cfg, &self.plan.spool, &mut self.plan.meta)
+        {
             crate::syslog::error(
                 &mut self.log,
                 &id,
@@ -467,6 +469,11 @@ impl Writer {
             );
             return;
         }
-        let _ = crate::deliver::deliver_now(&self.plan.cfg, &self.plan.spool, &id, &mut self.log);
+        let _ = crate::deliver::deliver_now(
+            &self.plan.cfg,
+            &self.plan.spool,
+            &mut self.plan.meta,
+            &mut self.log,
+        );
     }
 }

@@ -87,8 +87,25 @@ pub fn spawn_session(env: &Env, args: &[&str], timeout_ms: u64) -> rexpect::sess
     rexpect::session::spawn_command(c, Some(timeout_ms)).expect("spawn auditty session")
 }
 
+/// The bytes of `p`; for a recording's data file that delivery has compressed (`typescript` → `typescript.gz` once
+/// the recording is queued), the decompressed `p.gz`.
 pub fn read(p: &Path) -> Vec<u8> {
-    std::fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+    match std::fs::read(p) {
+        Ok(b) => b,
+        Err(e) => {
+            let mut gz = p.as_os_str().to_owned();
+            gz.push(".gz");
+            let Ok(z) = std::fs::read(&gz) else {
+                panic!("read {}: {e}", p.display())
+            };
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&z[..]), &mut out)
+                .unwrap_or_else(|e| panic!("gunzip {}.gz: {e}", p.display()));
+            out
+        }
+    }
 }
+
+pub mod deliver;
 pub mod formats;
 pub mod rsyslog;

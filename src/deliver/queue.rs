@@ -1,0 +1,632 @@
+//! The delivery queue: enqueue (compress, sums, fsync, atomic rename), deliver with backoff, permanent failures,
+//! `flush` with orphan recovery, and spool cleanup (keep_days, max_size) that never deletes a queued recording.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use nix::fcntl::Flock;
+use time::OffsetDateTime;
+
+use crate::config::Config;
+use crate::deliver::body;
+use crate::deliver::compress;
+use crate::deliver::mail::{self, TransportSpec};
+use crate::deliver::timing::Timing;
+use crate::record::meta::{EndReason, Meta};
+use crate::record::typescript;
+use crate::spool::layout::{self, Spool, State};
+use crate::syslog::Logger;
+
+/// The footer mark of a recording completed by `flush` after both recorder processes vanished.
+pub const RECOVERED_MARK: &str = "incomplete: recovered by auditty flush";
+
+pub fn now_unix() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Seconds to wait before the next attempt after `attempts` failed ones: retry_min, doubling, capped at retry_max.
+pub fn backoff(cfg: &Config, attempts: u32) -> u64 {
+    let shift = attempts.saturating_sub(1).min(30);
+    cfg.mail
+        .retry_min
+        .saturating_mul(1u64 << shift)
+        .min(cfg.mail.retry_max)
+}
+
+/// Compress the finished recording in active/<id>, record the sums, and move it to queue/ atomically.
+/// The caller holds the recording's lock. Compression problems (e.g. a full disk) do not stop the queueing: the
+/// uncompressed files are kept and compressed in memory when the mail is built.
+pub fn enqueue(cfg: &Config, spool: &Spool, meta: &mut Meta) -> Result<()> {
+    let started = std::time::Instant::now();
+    let id = meta.id.clone();
+    let dir = spool.recording_dir(State::Active, &id);
+    let mut all_compressed = true;
+    let mut done_raw = Vec::new();
+    for name in [layout::TYPESCRIPT, layout::TIMING, layout::INPUT] {
+        let raw = dir.join(name);
+        let gz_name = format!("{name}.gz");
+        if !raw.exists() {
+            continue;
+        }
+        match compress::gzip_file(&raw, &dir, &gz_name, cfg.mail.compress_level) {
+            Ok((r, g)) => {
+                meta.files.insert(name.to_string(), r);
+                meta.files.insert(gz_name, g);
+                done_raw.push(raw);
+            }
+            Err(e) => {
+                all_compressed = false;
+                let _ = std::fs::remove_file(dir.join(&gz_name));
+                meta.files.remove(&gz_name);
+                if let Ok(r) = compress::sum_file(&raw) {
+                    meta.files.insert(name.to_string(), r);
+                }
+                meta.write_errors
+                    .push(format!("compressing {name} (kept uncompressed): {e:#}"));
+            }
+        }
+    }
+    if let Ok(s) = compress::sum_file(&dir.join(layout::COMMANDS)) {
+        meta.files.insert(layout::COMMANDS.to_string(), s);
+    }
+    meta.queued_unix = Some(now_unix());
+    meta.compress_ms = Some(started.elapsed().as_millis() as u64);
+    if meta.next_try_unix.is_none() {
+        meta.next_try_unix = meta.queued_unix;
+    }
+    if let Err(e) = meta.write(&dir) {
+        meta.write_errors.push(format!("meta.json: {e:#}"));
+    }
+    if all_compressed {
+        for raw in done_raw {
+            let _ = std::fs::remove_file(raw);
+        }
+    }
+    let _ = compress::sync_dir(&dir);
+    spool
+        .move_to(&id, State::Active, State::Queue)
+        .context("cannot queue the recording")?;
+    let _ = compress::sync_dir(&spool.state_dir(State::Active));
+    let _ = compress::sync_dir(&spool.state_dir(State::Queue));
+    Ok(())
+}
+
+/// What one delivery attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Sent,
+    /// Still queued; the error, and when the next attempt is due.
+    Deferred(String),
+    /// Refused for good: moved to failed/.
+    Failed(String),
+    /// mail.transport is none: left queued, no attempt made.
+    Disabled,
+}
+
+/// Try to mail the recording in `state`/<id> now. The caller holds the recording's lock.
+pub fn deliver(
+    cfg: &Config,
+    spool: &Spool,
+    state: State,
+    meta: &mut Meta,
+    log: &mut Logger,
+) -> Outcome {
+    if matches!(
+        TransportSpec::parse(&cfg.mail.transport),
+        Ok(TransportSpec::None)
+    ) {
+        return Outcome::Disabled;
+    }
+    let id = meta.id.clone();
+    let dir = spool.recording_dir(state, &id);
+    meta.attempts += 1;
+    let started = std::time::Instant::now();
+    let result = mail::build(cfg, &dir, meta)
+        .map_err(|e| mail::SendError {
+            permanent: false,
+            message: format!("{e:#}"),
+        })
+        .and_then(|b| mail::send(cfg, &b.message).map(|()| b.truncated));
+    let now = now_unix();
+    meta.send_ms = Some(started.elapsed().as_millis() as u64);
+    match result {
+        Ok(truncated) => {
+            meta.sent_unix = Some(now);
+            meta.last_error = None;
+            meta.next_try_unix = None;
+            meta.failed_unix = None;
+            meta.mail_truncated = truncated;
+            meta.sent_to = cfg.mail.to.clone();
+            if let Err(e) = meta.write(&dir) {
+                crate::syslog::error(
+                    log,
+                    &id,
+                    &format!("sent, but cannot update meta.json: {e:#}"),
+                );
+            }
+            crate::syslog::delivery(log, &id, "sent", meta.attempts, None);
+            match spool.move_to(&id, state, State::Sent) {
+                Ok(_) => {
+                    let _ = compress::sync_dir(&spool.state_dir(State::Sent));
+                    if cfg.spool.keep_days == 0 && !meta.mail_truncated {
+                        let _ = std::fs::remove_dir_all(spool.recording_dir(State::Sent, &id));
+                    }
+                }
+                Err(e) => crate::syslog::error(
+                    log,
+                    &id,
+                    &format!("sent, but cannot move it to sent/: {e:#}"),
+                ),
+            }
+            Outcome::Sent
+        }
+        Err(e) if e.permanent => {
+            meta.last_error = Some(e.message.clone());
+            meta.failed_unix = Some(now);
+            meta.next_try_unix = None;
+            let _ = meta.write(&dir);
+            crate::syslog::delivery(log, &id, "failed", meta.attempts, Some(&e.message));
+            if state != State::Failed
+                && let Err(m) = spool.move_to(&id, state, State::Failed)
+            {
+                crate::syslog::error(log, &id, &format!("cannot move it to failed/: {m:#}"));
+            }
+            Outcome::Failed(e.message)
+        }
+        Err(e) => {
+            meta.last_error = Some(e.message.clone());
+            meta.next_try_unix = Some(now + backoff(cfg, meta.attempts) as i64);
+            let _ = meta.write(&dir);
+            crate::syslog::delivery(log, &id, "queued", meta.attempts, Some(&e.message));
+            Outcome::Deferred(e.message)
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------------------------
+// Orphans
+
+/// Length of the first line (the header), and the total length, of a data file.
+fn header_and_len(path: &Path) -> Result<(u64, u64)> {
+    let mut f = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let len = f.metadata()?.len();
+    let mut buf = vec![0u8; 64 << 10];
+    let n = f.read(&mut buf)?;
+    let hdr = buf[..n]
+        .iter()
+        .position(|b| *b == b'\n')
+        .map(|i| i as u64 + 1)
+        .unwrap_or(n as u64);
+    Ok((hdr, len))
+}
+
+/// Complete a recording whose writer vanished mid-session: make the timing agree with the data on disk, append the
+/// footer with the "incomplete" mark, and fill in meta.json's end. The caller holds the lock.
+pub fn complete_orphan(dir: &Path, meta: &mut Meta) -> Result<()> {
+    let ts_path = dir.join(layout::TYPESCRIPT);
+    let in_path = dir.join(layout::INPUT);
+    let tm_path = dir.join(layout::TIMING);
+    let input_present = in_path.exists();
+    let (ts_hdr, ts_len) = header_and_len(&ts_path)?;
+    let (in_hdr, in_len) = if input_present {
+        header_and_len(&in_path)?
+    } else {
+        (0, 0)
+    };
+    let tm_bytes =
+        std::fs::read(&tm_path).with_context(|| format!("cannot read {}", tm_path.display()))?;
+    let mut timing = Timing::parse(&tm_bytes);
+    let have = [ts_len - ts_hdr.min(ts_len), in_len - in_hdr.min(in_len)];
+    let changed = timing.reconcile(have, input_present) || timing.dropped_lines > 0;
+    let last_write = std::fs::metadata(&ts_path)
+        .map(|m| m.mtime())
+        .unwrap_or_else(|_| now_unix());
+    let start = body::parse_script_time(&meta.start);
+    let offset = start.map(|t| t.offset()).unwrap_or(time::UtcOffset::UTC);
+    let end_t = OffsetDateTime::from_unix_timestamp(last_write)
+        .unwrap_or_else(|_| OffsetDateTime::now_utc());
+    let end_str = typescript::script_time(end_t, offset);
+    let duration = (last_write - meta.start_unix).max(0) as f64;
+    let mut tm_out = if changed { timing.render() } else { tm_bytes };
+    if !timing.classic {
+        let t = format!("H 0.000000 END incomplete\nH 0.000000 DURATION {duration:.6}\n");
+        tm_out.extend_from_slice(t.as_bytes());
+    }
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".timing.")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o640))
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+    tmp.write_all(&tm_out)
+        .and_then(|_| tmp.as_file().sync_all())
+        .with_context(|| format!("cannot rewrite {}", tm_path.display()))?;
+    tmp.persist(&tm_path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot rewrite {}", tm_path.display()))?;
+    let footer = typescript::footer(&end_str, None, Some(RECOVERED_MARK));
+    let mut paths = vec![ts_path];
+    if input_present {
+        paths.push(in_path);
+    }
+    for p in paths {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .with_context(|| format!("cannot open {}", p.display()))?;
+        f.seek(SeekFrom::End(0))?;
+        f.write_all(&footer)
+            .and_then(|_| f.sync_all())
+            .with_context(|| format!("cannot complete {}", p.display()))?;
+    }
+    meta.end = Some(end_str);
+    meta.duration_secs = Some(duration);
+    meta.end_reason = Some(EndReason::Incomplete);
+    meta.exit_status = None;
+    meta.bytes_out = have[0];
+    if input_present {
+        meta.bytes_in = have[1];
+    }
+    meta.write_errors.push(format!(
+        "both recorder processes vanished; completed by auditty flush at {} (the last half second of output may be missing{})",
+        typescript::script_time(OffsetDateTime::now_utc(), offset),
+        if timing.dropped_lines > 0 || changed {
+            ", the timing file was repaired"
+        } else {
+            ""
+        }
+    ));
+    meta.write(dir)?;
+    Ok(())
+}
+
+/// If a live recording's writer is stopped (SIGSTOP by the user), let it go on (SIGCONT): a stopped writer holds its
+/// lock and would delay delivery for ever. Only done for a process that is really an auditty writer.
+fn continue_stopped_writer(meta: &Meta) -> bool {
+    let pid = meta.writer_pid;
+    if pid == 0 {
+        return false;
+    }
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next())
+        .unwrap_or("");
+    if state != "T" {
+        return false;
+    }
+    let ours = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    let me = std::fs::read_link("/proc/self/exe").ok();
+    if ours.is_none() || ours != me {
+        return false;
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGCONT,
+    )
+    .is_ok()
+}
+
+// ------------------------------------------------------------------------------------------------------------------
+// flush
+
+/// What a flush did.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub recovered: Vec<String>,
+    pub sent: Vec<String>,
+    pub deferred: Vec<(String, String)>,
+    pub failed: Vec<(String, String)>,
+    pub busy: Vec<String>,
+    pub removed: Vec<String>,
+    /// Problems an administrator must look at.
+    pub errors: Vec<String>,
+    pub disabled: usize,
+}
+
+fn lock(dir: &Path) -> Result<Option<Flock<File>>> {
+    layout::try_lock(dir)
+}
+
+fn read_meta(dir: &Path, id: &str, report: &mut Report) -> Meta {
+    match Meta::read(&dir.join(layout::META)) {
+        Ok(m) => m,
+        Err(e) => {
+            report
+                .errors
+                .push(format!("{id}: {e:#}; delivering with what is known"));
+            Meta {
+                id: id.to_string(),
+                ..Meta::default()
+            }
+        }
+    }
+}
+
+/// Deliver every due recording, recover orphans, retry failed ones with `all`, and clean up.
+pub fn flush(cfg: &Config, spool: &Spool, all: bool, log: &mut Logger) -> Result<Report> {
+    let mut report = Report::default();
+    let now = now_unix();
+    // 1. Orphans: active recordings whose writer is gone (their lock is free).
+    for id in spool.list(State::Active)? {
+        let dir = spool.recording_dir(State::Active, &id);
+        if !dir.join(layout::META).exists() {
+            continue; // being created: the session writes meta.json only once it holds the lock
+        }
+        let guard = match lock(&dir) {
+            Ok(Some(g)) => g,
+            Ok(None) => {
+                if let Ok(m) = Meta::read(&dir.join(layout::META))
+                    && continue_stopped_writer(&m)
+                {
+                    let msg = format!(
+                        "its writer (pid {}) was stopped (SIGSTOP), which would hold back the recording; sent SIGCONT",
+                        m.writer_pid
+                    );
+                    crate::syslog::error(log, &id, &msg);
+                    report.errors.push(format!("{id}: {msg}"));
+                }
+                continue;
+            }
+            Err(_) => continue, // moved meanwhile
+        };
+        if !dir.join(layout::META).exists() {
+            continue;
+        }
+        let mut meta = read_meta(&dir, &id, &mut report);
+        if meta.end.is_none()
+            && let Err(e) = complete_orphan(&dir, &mut meta)
+        {
+            let msg = format!("cannot complete the orphaned recording: {e:#}");
+            crate::syslog::error(log, &id, &msg);
+            report.errors.push(format!("{id}: {msg}"));
+            continue;
+        }
+        if let Err(e) = enqueue(cfg, spool, &mut meta) {
+            report.errors.push(format!("{id}: {e:#}"));
+            continue;
+        }
+        remove_fifo_dirs(&cfg.hook.fifo_dir, &id);
+        report.recovered.push(id.clone());
+        record(
+            &mut report,
+            &id,
+            deliver(cfg, spool, State::Queue, &mut meta, log),
+        );
+        drop(guard);
+    }
+    // 2. With --all, failed recordings go back to the queue.
+    if all {
+        for id in spool.list(State::Failed)? {
+            let dir = spool.recording_dir(State::Failed, &id);
+            let Ok(Some(guard)) = lock(&dir) else {
+                continue;
+            };
+            if dir.join(layout::META).exists()
+                && let Err(e) = spool.move_to(&id, State::Failed, State::Queue)
+            {
+                report.errors.push(format!("{id}: {e:#}"));
+            }
+            drop(guard);
+        }
+    }
+    // 3. The queue.
+    for id in spool.list(State::Queue)? {
+        if report.recovered.contains(&id) {
+            continue; // attempted a moment ago
+        }
+        let dir = spool.recording_dir(State::Queue, &id);
+        let guard = match lock(&dir) {
+            Ok(Some(g)) => g,
+            Ok(None) => {
+                report.busy.push(id);
+                continue;
+            }
+            Err(_) => continue,
+        };
+        if !dir.join(layout::META).exists() {
+            // Moved by someone else between listing and locking, or broken.
+            if dir.exists() {
+                report
+                    .errors
+                    .push(format!("{id}: queued without meta.json"));
+            }
+            continue;
+        }
+        let mut meta = read_meta(&dir, &id, &mut report);
+        if meta.id.is_empty() {
+            meta.id = id.clone();
+        }
+        if meta.sent_unix.is_some() {
+            // Sent, but the move to sent/ did not happen (crash): finish the move, do not send twice.
+            let _ = spool.move_to(&id, State::Queue, State::Sent);
+            continue;
+        }
+        if !all && meta.next_try_unix.is_some_and(|t| t > now) {
+            continue;
+        }
+        record(
+            &mut report,
+            &id,
+            deliver(cfg, spool, State::Queue, &mut meta, log),
+        );
+        drop(guard);
+    }
+    // 4. Cleanup.
+    cleanup(cfg, spool, now, &mut report, log);
+    Ok(report)
+}
+
+/// The per-session command FIFO directories (`<fifo_dir>/auditty-<id>-*`) a vanished writer could not remove.
+/// `remove_dir_all` removes a symlink itself, never what it points to.
+fn remove_fifo_dirs(fifo_dir: &Path, id: &str) {
+    let prefix = format!("auditty-{id}-");
+    if let Ok(rd) = std::fs::read_dir(fifo_dir) {
+        for e in rd.flatten() {
+            if e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(&prefix))
+            {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
+fn record(report: &mut Report, id: &str, o: Outcome) {
+    match o {
+        Outcome::Sent => report.sent.push(id.to_string()),
+        Outcome::Deferred(e) => report.deferred.push((id.to_string(), e)),
+        Outcome::Failed(e) => report.failed.push((id.to_string(), e)),
+        Outcome::Disabled => report.disabled += 1,
+    }
+}
+
+fn dir_size(p: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            match e.metadata() {
+                Ok(md) if md.is_dir() => total += dir_size(&e.path()),
+                Ok(md) => total += md.blocks() * 512,
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+/// Remove sent recordings older than keep_days; keep the spool under max_size by removing the oldest sent ones;
+/// never remove anything else, but report when the spool stays over its limit.
+pub fn cleanup(cfg: &Config, spool: &Spool, now: i64, report: &mut Report, log: &mut Logger) {
+    let keep = cfg.spool.keep_days as i64 * 86400;
+    let mut sent: Vec<(i64, String)> = Vec::new();
+    for id in spool.list(State::Sent).unwrap_or_default() {
+        let dir = spool.recording_dir(State::Sent, &id);
+        let meta = Meta::read(&dir.join(layout::META)).ok();
+        let sent_at = meta
+            .as_ref()
+            .and_then(|m| m.sent_unix)
+            .or_else(|| std::fs::metadata(&dir).ok().map(|m| m.mtime()))
+            .unwrap_or(now);
+        // A recording mailed as head+tail is the only full copy: keep it at least a week even with keep_days = 0.
+        let min_keep = if meta.as_ref().is_some_and(|m| m.mail_truncated) {
+            keep.max(7 * 86400)
+        } else {
+            keep
+        };
+        if now - sent_at >= min_keep {
+            if remove_locked(&dir) {
+                report.removed.push(id);
+            }
+        } else {
+            sent.push((sent_at, id));
+        }
+    }
+    let max = cfg.spool.max_size;
+    if max == 0 {
+        return;
+    }
+    let mut size = dir_size(&spool.root);
+    sent.sort();
+    let mut oldest = sent.into_iter();
+    while size > max {
+        let Some((_, id)) = oldest.next() else {
+            break;
+        };
+        let dir = spool.recording_dir(State::Sent, &id);
+        let s = dir_size(&dir);
+        if remove_locked(&dir) {
+            size = size.saturating_sub(s);
+            report.removed.push(id);
+        }
+    }
+    if size > max {
+        let waiting = spool.list(State::Queue).map(|v| v.len()).unwrap_or(0)
+            + spool.list(State::Failed).map(|v| v.len()).unwrap_or(0)
+            + spool.list(State::Active).map(|v| v.len()).unwrap_or(0);
+        let msg = format!(
+            "the spool {} holds {} bytes, over spool.max_size ({} bytes), and only recordings not yet delivered \
+             remain ({waiting} in active/, queue/ and failed/); they are never deleted: get the mail delivered \
+             (auditty flush --all), free space, or raise spool.max_size",
+            spool.root.display(),
+            size,
+            max
+        );
+        crate::syslog::error(log, "-", &msg);
+        report.errors.push(msg);
+    }
+}
+
+fn remove_locked(dir: &Path) -> bool {
+    match layout::try_lock(dir) {
+        Ok(Some(_g)) => std::fs::remove_dir_all(dir).is_ok(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let cfg = Config::default();
+        assert_eq!(backoff(&cfg, 1), 60);
+        assert_eq!(backoff(&cfg, 2), 120);
+        assert_eq!(backoff(&cfg, 4), 480);
+        assert_eq!(backoff(&cfg, 7), 3600);
+        assert_eq!(backoff(&cfg, 500), 3600);
+    }
+
+    fn orphan(timing: &str, ts_body: &str) -> (tempfile::TempDir, Meta) {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("typescript"),
+            format!("Script started on 2026-11-22 10:00:00+01:00 [COLUMNS=\"80\" LINES=\"24\"]\n{ts_body}"),
+        )
+        .unwrap();
+        std::fs::write(d.path().join("timing"), timing).unwrap();
+        let meta = Meta {
+            id: "20261122T090000Z-a-000000000001".into(),
+            start: "2026-11-22 10:00:00+01:00".into(),
+            start_unix: 1_795_338_000,
+            timing_format: "classic".into(),
+            ..Meta::default()
+        };
+        meta.write(d.path()).unwrap();
+        (d, meta)
+    }
+
+    #[test]
+    fn orphan_completion_repairs_timing_and_marks_footer() {
+        // The writer died with 3 bytes of data not yet timed and half a timing line written.
+        let (d, mut meta) = orphan("0.100000 5\n0.200000 4\n0.3000", "hello\r\nabcdef");
+        complete_orphan(d.path(), &mut meta).unwrap();
+        let tm = std::fs::read_to_string(d.path().join("timing")).unwrap();
+        assert_eq!(tm, "0.100000 5\n0.200000 4\n0.000000 4\n");
+        let ts = std::fs::read_to_string(d.path().join("typescript")).unwrap();
+        assert!(ts.contains("hello\r\nabcdef\nScript done on "), "{ts}");
+        assert!(
+            ts.ends_with(" [<incomplete: recovered by auditty flush>]\n"),
+            "{ts}"
+        );
+        assert_eq!(meta.end_reason, Some(EndReason::Incomplete));
+        assert_eq!(meta.bytes_out, 13);
+        assert!(meta.end.is_some());
+        let back = Meta::read(&d.path().join("meta.json")).unwrap();
+        assert_eq!(back.end_reason, Some(EndReason::Incomplete));
+    }
+
+    #[test]
+    fn orphan_timing_longer_than_data_is_clamped() {
+        let (d, mut meta) = orphan("0.100000 5\n0.200000 400\n", "hello\r\nab");
+        complete_orphan(d.path(), &mut meta).unwrap();
+        let tm = std::fs::read_to_string(d.path().join("timing")).unwrap();
+        assert_eq!(tm, "0.100000 5\n0.200000 4\n");
+    }
+}

@@ -1,0 +1,326 @@
+//! Reading timing files back (classic and advanced) to repair an orphaned recording and to cut a head+tail excerpt
+//! that still replays with `scriptreplay`.
+
+/// One line of a timing file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// An `O` (output) or `I` (input) chunk: `delta` as written (`s.uuuuuu`), `len` bytes of its stream.
+    Data {
+        stream: Stream,
+        delta: String,
+        len: u64,
+    },
+    /// `S` and `H` lines of the advanced format, kept verbatim (without the newline).
+    Other(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Out,
+    In,
+}
+
+impl Stream {
+    fn idx(self) -> usize {
+        match self {
+            Stream::Out => 0,
+            Stream::In => 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Timing {
+    pub classic: bool,
+    pub entries: Vec<Entry>,
+    /// Lines that did not parse, plus an unterminated last line (dropped).
+    pub dropped_lines: usize,
+}
+
+fn valid_delta(s: &str) -> bool {
+    match s.split_once('.') {
+        Some((a, b)) => {
+            !a.is_empty()
+                && a.bytes().all(|c| c.is_ascii_digit())
+                && b.len() == 6
+                && b.bytes().all(|c| c.is_ascii_digit())
+        }
+        None => false,
+    }
+}
+
+impl Timing {
+    pub fn parse(bytes: &[u8]) -> Timing {
+        let text = String::from_utf8_lossy(bytes);
+        let classic = text.as_bytes().first().is_none_or(|c| c.is_ascii_digit());
+        let mut t = Timing {
+            classic,
+            ..Timing::default()
+        };
+        let complete = match text.rfind('\n') {
+            Some(i) => {
+                if i + 1 < text.len() {
+                    t.dropped_lines += 1;
+                }
+                &text[..i + 1]
+            }
+            None => {
+                if !text.is_empty() {
+                    t.dropped_lines += 1;
+                }
+                ""
+            }
+        };
+        for line in complete.lines() {
+            let e = if classic {
+                let mut it = line.split(' ');
+                match (it.next(), it.next(), it.next()) {
+                    (Some(d), Some(n), None) if valid_delta(d) => {
+                        n.parse().ok().map(|len| Entry::Data {
+                            stream: Stream::Out,
+                            delta: d.to_string(),
+                            len,
+                        })
+                    }
+                    _ => None,
+                }
+            } else {
+                let mut it = line.splitn(3, ' ');
+                match (it.next(), it.next(), it.next()) {
+                    (Some(k @ ("O" | "I")), Some(d), Some(n)) if valid_delta(d) => {
+                        n.parse().ok().map(|len| Entry::Data {
+                            stream: if k == "O" { Stream::Out } else { Stream::In },
+                            delta: d.to_string(),
+                            len,
+                        })
+                    }
+                    (Some("S" | "H"), Some(_), Some(_)) => Some(Entry::Other(line.to_string())),
+                    _ => None,
+                }
+            };
+            match e {
+                Some(e) => t.entries.push(e),
+                None => t.dropped_lines += 1,
+            }
+        }
+        t
+    }
+
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = String::new();
+        for e in &self.entries {
+            match e {
+                Entry::Data { stream, delta, len } => {
+                    if !self.classic {
+                        out.push(if *stream == Stream::Out { 'O' } else { 'I' });
+                        out.push(' ');
+                    }
+                    out.push_str(&format!("{delta} {len}\n"));
+                }
+                Entry::Other(l) => {
+                    out.push_str(l);
+                    out.push('\n');
+                }
+            }
+        }
+        out.into_bytes()
+    }
+
+    /// Bytes each stream's entries account for: [output, input].
+    pub fn totals(&self) -> [u64; 2] {
+        let mut t = [0u64; 2];
+        for e in &self.entries {
+            if let Entry::Data { stream, len, .. } = e {
+                t[stream.idx()] += len;
+            }
+        }
+        t
+    }
+
+    /// Make the entries agree with the data actually on disk (`have[stream]` body bytes, header excluded), as
+    /// after a crash: entries beyond the data are shortened or dropped, data beyond the entries gets one
+    /// final entry. Returns true if anything changed.
+    pub fn reconcile(&mut self, have: [u64; 2], input_present: bool) -> bool {
+        let mut changed = false;
+        let mut used = [0u64; 2];
+        let mut kept = Vec::with_capacity(self.entries.len());
+        for e in self.entries.drain(..) {
+            match e {
+                Entry::Data { stream, delta, len } => {
+                    let i = stream.idx();
+                    let room = have[i].saturating_sub(used[i]);
+                    if stream == Stream::In && !input_present {
+                        changed = true;
+                        continue;
+                    }
+                    if len <= room {
+                        used[i] += len;
+                        kept.push(Entry::Data { stream, delta, len });
+                    } else {
+                        changed = true;
+                        if room > 0 {
+                            used[i] += room;
+                            kept.push(Entry::Data {
+                                stream,
+                                delta,
+                                len: room,
+                            });
+                        }
+                    }
+                }
+                other => kept.push(other),
+            }
+        }
+        self.entries = kept;
+        for (i, stream) in [Stream::Out, Stream::In].into_iter().enumerate() {
+            if (stream == Stream::Out || input_present) && have[i] > used[i] {
+                if self.classic && stream == Stream::In {
+                    continue;
+                }
+                self.entries.push(Entry::Data {
+                    stream,
+                    delta: "0.000000".into(),
+                    len: have[i] - used[i],
+                });
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Plan a head+tail excerpt keeping about `head` bytes from the start and `tail` bytes from the end (output and
+    /// input counted together). `None` when everything fits.
+    pub fn plan_cut(&self, head: u64, tail: u64) -> Option<Cut> {
+        let data: Vec<(usize, Stream, u64)> = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| match e {
+                Entry::Data { stream, len, .. } => Some((i, *stream, *len)),
+                Entry::Other(_) => None,
+            })
+            .collect();
+        let mut acc = 0u64;
+        let mut h = 0; // number of data entries in the head
+        while h < data.len() && acc + data[h].2 <= head {
+            acc += data[h].2;
+            h += 1;
+        }
+        let mut acc = 0u64;
+        let mut t = data.len(); // index of the first data entry of the tail
+        while t > h && acc + data[t - 1].2 <= tail {
+            acc += data[t - 1].2;
+            t -= 1;
+        }
+        if t <= h {
+            return None;
+        }
+        let head_end = if h == 0 { 0 } else { data[h - 1].0 + 1 };
+        let tail_start = data[t].0;
+        let mut head_bytes = [0u64; 2];
+        let mut omitted = [0u64; 2];
+        for (k, (_, s, len)) in data.iter().enumerate() {
+            if k < h {
+                head_bytes[s.idx()] += len;
+            } else if k < t {
+                omitted[s.idx()] += len;
+            }
+        }
+        Some(Cut {
+            head_end,
+            tail_start,
+            head_bytes,
+            omitted,
+        })
+    }
+
+    /// The timing of an excerpt: the head, one marker output entry of `marker_len` bytes, the H lines from the
+    /// omitted middle, then the tail.
+    pub fn excerpt(&self, cut: &Cut, marker_len: u64) -> Timing {
+        let mut entries: Vec<Entry> = self.entries[..cut.head_end].to_vec();
+        entries.push(Entry::Data {
+            stream: Stream::Out,
+            delta: "0.000000".into(),
+            len: marker_len,
+        });
+        entries.extend(
+            self.entries[cut.head_end..cut.tail_start]
+                .iter()
+                .filter(|e| matches!(e, Entry::Other(l) if l.starts_with("H ")))
+                .cloned(),
+        );
+        entries.extend_from_slice(&self.entries[cut.tail_start..]);
+        Timing {
+            classic: self.classic,
+            entries,
+            dropped_lines: 0,
+        }
+    }
+}
+
+/// Where an excerpt cuts: entries `[0, head_end)` and `[tail_start, ..)` are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cut {
+    pub head_end: usize,
+    pub tail_start: usize,
+    /// Body bytes kept at the start of [output, input].
+    pub head_bytes: [u64; 2],
+    /// Body bytes left out of [output, input].
+    pub omitted: [u64; 2],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_parse_render_and_partial_line() {
+        let t = Timing::parse(b"0.000942 4\n1.301526 7\n0.5 3\n0.000001 9");
+        assert!(t.classic);
+        assert_eq!(t.entries.len(), 2);
+        assert_eq!(t.dropped_lines, 2, "bad delta + unterminated line");
+        assert_eq!(t.render(), b"0.000942 4\n1.301526 7\n");
+        assert_eq!(t.totals(), [11, 0]);
+    }
+
+    #[test]
+    fn advanced_parse_keeps_h_and_s() {
+        let src = "H 0.000000 START_TIME 2026-11-22 03:58:54+00:00\nS 0.200036 SIGWINCH ROWS=40 COLS=120\nI 0.200830 7\nO 0.000056 8\nH 0.000000 DURATION 0.8\n";
+        let t = Timing::parse(src.as_bytes());
+        assert!(!t.classic);
+        assert_eq!(t.render(), src.as_bytes());
+        assert_eq!(t.totals(), [8, 7]);
+    }
+
+    #[test]
+    fn reconcile_clamps_and_extends() {
+        let mut t = Timing::parse(b"0.100000 10\n0.100000 10\n0.100000 10\n");
+        assert!(t.reconcile([25, 0], false));
+        assert_eq!(t.render(), b"0.100000 10\n0.100000 10\n0.100000 5\n");
+        let mut t = Timing::parse(b"0.100000 10\n");
+        assert!(t.reconcile([14, 0], false));
+        assert_eq!(t.render(), b"0.100000 10\n0.000000 4\n");
+        let mut t = Timing::parse(b"0.100000 10\n");
+        assert!(!t.reconcile([10, 0], false));
+    }
+
+    #[test]
+    fn cut_keeps_head_and_tail() {
+        let mut src = String::from("H 0.000000 START_TIME x\n");
+        for i in 0..10 {
+            src.push_str(&format!("O 0.{i:06} 100\n"));
+        }
+        src.push_str("H 0.000000 DURATION 1.0\n");
+        let t = Timing::parse(src.as_bytes());
+        let cut = t.plan_cut(250, 300).unwrap();
+        assert_eq!(cut.head_bytes, [200, 0]);
+        assert_eq!(cut.omitted, [500, 0]);
+        let ex = t.excerpt(&cut, 42);
+        let text = String::from_utf8(ex.render()).unwrap();
+        assert_eq!(
+            text,
+            "H 0.000000 START_TIME x\nO 0.000000 100\nO 0.000001 100\nO 0.000000 42\nO 0.000007 100\nO 0.000008 100\nO 0.000009 100\nH 0.000000 DURATION 1.0\n"
+        );
+        assert!(t.plan_cut(600, 600).is_none(), "everything fits");
+    }
+}
