@@ -380,9 +380,13 @@ fn record(
     let termios = nix::sys::termios::tcgetattr(std::io::stdin()).ok();
     let pty = Pty::open(termios.as_ref(), ws.as_ref())?;
     let keys = guard::keys(&pty.name, plan.audit_session);
+    let relay_pid = std::process::id();
+    let relay_start = guard::process_start(relay_pid);
     let registration = |writer_pid: u32| {
         Some(Registration {
             id: plan.meta.id.clone(),
+            relay_pid,
+            relay_start: relay_start?,
             writer_pid,
             writer_start: guard::process_start(writer_pid)?,
             uid: plan.meta.uid,

@@ -11,6 +11,10 @@ use anyhow::{Context, Result};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registration {
     pub id: String,
+    /// The relay: it holds the PTY's master, so while it lives the PTY number cannot be handed to another login.
+    pub relay_pid: u32,
+    /// The relay's start time in clock ticks since boot (/proc/<pid>/stat field 22), against pid reuse.
+    pub relay_start: u64,
     pub writer_pid: u32,
     /// The writer's start time in clock ticks since boot (/proc/<pid>/stat field 22), against pid reuse.
     pub writer_start: u64,
@@ -62,8 +66,15 @@ pub fn process_start(pid: u32) -> Option<u64> {
 impl Registration {
     fn render(&self) -> String {
         format!(
-            "id={}\nwriter_pid={}\nwriter_start={}\nuid={}\npty={}\nfifo={}\n",
-            self.id, self.writer_pid, self.writer_start, self.uid, self.pty, self.fifo
+            "id={}\nrelay_pid={}\nrelay_start={}\nwriter_pid={}\nwriter_start={}\nuid={}\npty={}\nfifo={}\n",
+            self.id,
+            self.relay_pid,
+            self.relay_start,
+            self.writer_pid,
+            self.writer_start,
+            self.uid,
+            self.pty,
+            self.fifo
         )
     }
 
@@ -75,6 +86,8 @@ impl Registration {
         };
         Some(Registration {
             id: get("id")?,
+            relay_pid: get("relay_pid")?.parse().ok()?,
+            relay_start: get("relay_start")?.parse().ok()?,
             writer_pid: get("writer_pid")?.parse().ok()?,
             writer_start: get("writer_start")?.parse().ok()?,
             uid: get("uid")?.parse().ok()?,
@@ -83,9 +96,10 @@ impl Registration {
         })
     }
 
-    /// The writer that registered is still the same live process.
+    /// The recording's relay is still the same live process, so the PTY is still this recording's. (The writer
+    /// outlives the relay while it compresses and mails; by then the PTY number may belong to a new login.)
     pub fn is_live(&self) -> bool {
-        process_start(self.writer_pid) == Some(self.writer_start)
+        process_start(self.relay_pid) == Some(self.relay_start)
     }
 
     /// Publish under each key (tty, and audit session when known), atomically, world-readable.
@@ -148,6 +162,8 @@ mod tests {
         let me = std::process::id();
         let r = Registration {
             id: "rec1".into(),
+            relay_pid: me,
+            relay_start: process_start(me).unwrap(),
             writer_pid: me,
             writer_start: process_start(me).unwrap(),
             uid: 1000,

@@ -409,6 +409,10 @@ impl Writer {
 
     /// EOF from the relay: write the footers, sync, complete meta.json, withdraw from the guard, log, queue.
     fn finish(mut self) {
+        // The PTY is gone: withdraw it from the guard before anything slow (compression, mail).
+        if let Some((reg, keys)) = &self.registration {
+            reg.withdraw(&self.plan.cfg.spool.run_dir, keys);
+        }
         let end_wall = OffsetDateTime::now_utc();
         let duration_ns = monotonic_ns().saturating_sub(self.plan.opened_ns);
         let end_str = typescript::script_time(end_wall, self.plan.offset);
@@ -453,9 +457,6 @@ impl Writer {
         m.syslog_dropped = self.log.dropped();
         if let Err(e) = m.write(&self.plan.dir) {
             m.write_errors.push(format!("meta.json: {e:#}"));
-        }
-        if let Some((reg, keys)) = &self.registration {
-            reg.withdraw(&self.plan.cfg.spool.run_dir, keys);
         }
         crate::syslog::session_end(&mut self.log, &self.plan.meta);
         let id = self.plan.meta.id.clone();
