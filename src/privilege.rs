@@ -4,7 +4,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use nix::unistd::{Gid, Uid, getgroups, getresgid, getresuid, setresgid};
+use nix::unistd::{Gid, getgroups, getresgid, getresuid, setresgid};
 
 use crate::cli::Cli;
 use crate::config::{self, Config, Source};
@@ -16,7 +16,6 @@ pub struct Privilege {
     /// The real user may use the spool anyway (root, or a member of the privileged group).
     pub trusted: bool,
     pub real_gid: Gid,
-    pub real_uid: Uid,
 }
 
 impl Privilege {
@@ -30,7 +29,6 @@ impl Privilege {
             elevated,
             trusted,
             real_gid: gids.real,
-            real_uid: uids.real,
         }
     }
 

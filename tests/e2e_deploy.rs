@@ -25,7 +25,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_auditty");
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
 /// Issue 3 (delivery) has landed: every finished recording is mailed.
-const DELIVERY: bool = false;
+const DELIVERY: bool = true;
 /// Issue 4's command hook (`auditty hook bash|zsh`) has landed.
 const HOOK: bool = false;
 

@@ -2,7 +2,7 @@
 //! binary's privilege and the mail transport, and say what is wrong naming the key. Exit 0 when nothing is an error
 //! (warnings allowed), 1 otherwise. install.sh runs it before it enables the profile.d script.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
@@ -90,9 +90,10 @@ pub fn run(cli: &Cli, mut privilege: Privilege, send_test: bool) -> Result<ExitC
     sshd_mode(&mut r);
     transport(&mut r, &cfg);
     if send_test {
-        match send_test_mail(&cfg) {
-            Ok(to) => r.ok(format!(
-                "--send-test: the transport accepted a test mail to {to}"
+        match crate::deliver::mail::send_test(&cfg) {
+            Ok(()) => r.ok(format!(
+                "--send-test: the transport accepted a test mail to {}",
+                cfg.mail.to.join(", ")
             )),
             Err(e) => r.error(format!("--send-test: mail.transport: {e:#}")),
         }
@@ -222,7 +223,7 @@ fn keys(r: &mut Report, cfg: &Config) {
         }
     }
     if m.transport.starts_with("smtp") {
-        if let Err(e) = parse_smtp(&m.transport) {
+        if let Err(e) = crate::deliver::mail::TransportSpec::parse(&m.transport) {
             r.error(format!("mail.transport: {e}"));
         }
     } else if m.transport == "sendmail" {
@@ -476,175 +477,24 @@ fn sshd_mode(r: &mut Report) {
     }
 }
 
-/// `smtp://host[:port][?tls=required]` or `smtps://host[:port]` → (implicit TLS, host, port, STARTTLS required).
-fn parse_smtp(t: &str) -> Result<(bool, String, u16, bool), String> {
-    let (implicit, rest) = if let Some(r) = t.strip_prefix("smtps://") {
-        (true, r)
-    } else if let Some(r) = t.strip_prefix("smtp://") {
-        (false, r)
-    } else {
-        return Err(format!("expected smtp:// or smtps://, got {t:?}"));
-    };
-    let (hostport, query) = match rest.split_once('?') {
-        Some((h, q)) => (h, Some(q)),
-        None => (rest, None),
-    };
-    let starttls = match query {
-        None => false,
-        Some("tls=required") if !implicit => true,
-        Some(q) => {
-            return Err(format!(
-                "unknown option {q:?} (only smtp://host[:port]?tls=required)"
-            ));
-        }
-    };
-    let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
-        let (h, p) = h
-            .split_once(']')
-            .ok_or_else(|| format!("bad IPv6 address in {t:?}"))?;
-        (h.to_string(), p.strip_prefix(':'))
-    } else {
-        match hostport.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), Some(p)),
-            None => (hostport.to_string(), None),
-        }
-    };
-    if host.is_empty() || host.contains('/') {
-        return Err(format!("no host in {t:?}"));
-    }
-    let port = match port {
-        Some(p) => p
-            .parse::<u16>()
-            .map_err(|_| format!("bad port {p:?} in {t:?}"))?,
-        None if implicit => 465,
-        None => 25,
-    };
-    Ok((implicit, host, port, starttls))
-}
-
-/// Is the mail transport there? SMTP: connect and read the 220 greeting (TLS is verified by --send-test);
-/// sendmail: the program exists (checked in `keys`).
-// Interim: replace by deliver::mail::probe_transport once delivery (issue 3) lands.
+/// Is the mail transport there? SMTP: connect, EHLO, STARTTLS/AUTH as configured, QUIT; sendmail: the program.
 fn transport(r: &mut Report, cfg: &Config) {
     let t = &cfg.mail.transport;
-    let Ok((implicit, host, port, _)) = parse_smtp(t) else {
+    if t == "none" {
         return;
-    };
-    let timeout = Duration::from_secs(cfg.mail.timeout.clamp(1, 30));
-    let addrs: Vec<_> = match (host.as_str(), port).to_socket_addrs() {
-        Ok(a) => a.collect(),
-        Err(e) => return r.error(format!("mail.transport: cannot resolve {host}: {e}")),
-    };
-    let mut last = None;
-    for a in addrs {
-        match TcpStream::connect_timeout(&a, timeout) {
-            Ok(mut s) => {
-                if implicit {
-                    return r.ok(format!("mail.transport {t}: {a} accepts connections"));
-                }
-                let _ = s.set_read_timeout(Some(timeout));
-                let mut line = String::new();
-                let got = BufReader::new(&s).read_line(&mut line);
-                let _ = s.write_all(b"QUIT\r\n");
-                return match got {
-                    Ok(_) if line.starts_with("220") => r.ok(format!(
-                        "mail.transport {t}: {a} answers: {}",
-                        line.trim_end()
-                    )),
-                    _ => r.error(format!(
-                        "mail.transport {t}: {a} connected but did not greet with 220 (got {:?})",
-                        line.trim_end()
-                    )),
-                };
-            }
-            Err(e) => last = Some(format!("{a}: {e}")),
-        }
     }
-    r.error(format!(
-        "mail.transport {t}: unreachable ({}); recordings will wait in the queue",
-        last.unwrap_or_else(|| "no address".into())
-    ));
-}
-
-/// `--send-test`: one short mail to every auditor through the configured transport.
-// Interim: replace by deliver::mail::send_test once delivery (issue 3) lands.
-fn send_test_mail(cfg: &Config) -> Result<String> {
-    use lettre::Transport;
-    use lettre::message::{Mailbox, Message};
-    let m = &cfg.mail;
-    anyhow::ensure!(m.transport != "none", "mail.transport is \"none\"");
-    anyhow::ensure!(!m.to.is_empty(), "mail.to is empty");
-    let host = nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "localhost".into());
-    let from: Mailbox = m
-        .from
-        .clone()
-        .unwrap_or_else(|| format!("auditty@{host}"))
-        .parse()?;
-    let mut b = Message::builder()
-        .from(from)
-        .subject(format!("[auditty] test mail from {host}"));
-    for to in &m.to {
-        b = b.to(to.parse()?);
+    match crate::deliver::mail::probe_transport(cfg) {
+        Ok(()) => r.ok(format!("mail.transport {t}: reachable")),
+        Err(e) => r.error(format!(
+            "mail.transport {t}: unreachable ({e:#}); recordings will wait in the queue"
+        )),
     }
-    let msg = b.body(format!(
-        "This is a test mail from `auditty check-config --send-test` on {host}.\n\
-         Session recordings from this host will be mailed to: {}\n",
-        m.to.join(", ")
-    ))?;
-    let timeout = Some(Duration::from_secs(m.timeout));
-    if m.transport == "sendmail" {
-        lettre::SendmailTransport::new_with_command(&m.sendmail_path)
-            .send(&msg)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-    } else {
-        let (implicit, host, port, starttls) =
-            parse_smtp(&m.transport).map_err(|e| anyhow::anyhow!(e))?;
-        let mut tb = if implicit {
-            lettre::SmtpTransport::relay(&host)?
-        } else if starttls {
-            lettre::SmtpTransport::starttls_relay(&host)?
-        } else {
-            lettre::SmtpTransport::builder_dangerous(&host)
-        }
-        .port(port)
-        .timeout(timeout);
-        if let (Some(u), Some(p)) = (&m.user, &m.password_file) {
-            let pw = std::fs::read_to_string(p)?;
-            tb = tb.credentials(lettre::transport::smtp::authentication::Credentials::new(
-                u.clone(),
-                pw.trim_end_matches(['\r', '\n']).to_string(),
-            ));
-        }
-        tb.build().send(&msg)?;
-    }
-    Ok(m.to.join(", "))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
-
-    #[test]
-    fn smtp_urls() {
-        assert_eq!(
-            parse_smtp("smtp://relay.example.com").unwrap(),
-            (false, "relay.example.com".into(), 25, false)
-        );
-        assert_eq!(
-            parse_smtp("smtp://127.0.0.1:2525?tls=required").unwrap(),
-            (false, "127.0.0.1".into(), 2525, true)
-        );
-        assert_eq!(
-            parse_smtp("smtps://[::1]:4650").unwrap(),
-            (true, "::1".into(), 4650, false)
-        );
-        assert!(parse_smtp("smtp://host:99999").is_err());
-        assert!(parse_smtp("smtps://host?tls=required").is_err());
-        assert!(parse_smtp("smtp://:25").is_err());
-    }
 
     #[test]
     fn unknown_subject_placeholder_is_an_error() {

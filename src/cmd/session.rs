@@ -314,7 +314,6 @@ fn prepare(cfg: &Config, shell: &ShellPlan, tty: Option<&str>) -> Result<Prepare
         format,
         opened_ns: writer::monotonic_ns(),
         offset,
-        start_wall,
         fifo,
         audit_session: guard::audit_session_id(),
         registration: None,

@@ -21,10 +21,6 @@ impl TimingWriter {
         }
     }
 
-    pub fn format(&self) -> TimingFormat {
-        self.format
-    }
-
     fn delta(&mut self, ts_ns: u64) -> (u64, u64) {
         let ts_us = ts_ns / 1000;
         let us = ts_us.saturating_sub(self.last_us);

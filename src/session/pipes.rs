@@ -122,7 +122,6 @@ fn prepare(cfg: &Config, who: &Who, command: Option<String>) -> Result<(WriterPl
         format,
         opened_ns: writer::monotonic_ns(),
         offset,
-        start_wall,
         fifo: None,
         audit_session: guard::audit_session_id(),
         registration: None,

@@ -48,19 +48,6 @@ pub fn encode(buf: &mut Vec<u8>, kind: Kind, ts_ns: u64, payload: &[u8]) {
     buf.extend_from_slice(payload);
 }
 
-/// Start an Output/Input frame whose payload is appended by the caller; finish with `end_open`.
-pub fn begin_open(buf: &mut Vec<u8>, kind: Kind, ts_ns: u64) -> usize {
-    let at = buf.len();
-    encode(buf, kind, ts_ns, &[]);
-    at
-}
-
-/// Fix the length of a frame started with `begin_open` at `at`.
-pub fn end_open(buf: &mut [u8], at: usize) {
-    let len = (buf.len() - at - HEADER_LEN) as u32;
-    buf[at + 4..at + 8].copy_from_slice(&len.to_le_bytes());
-}
-
 pub fn end_payload(exit_status: i32, reason: u8, signal: &str) -> Vec<u8> {
     let mut p = exit_status.to_le_bytes().to_vec();
     p.push(reason);
@@ -126,9 +113,7 @@ mod tests {
     fn roundtrip_and_partial() {
         let mut b = Vec::new();
         encode(&mut b, Kind::Resize, 42, &[1, 0, 2, 0]);
-        let at = begin_open(&mut b, Kind::Output, 43);
-        b.extend_from_slice(b"hello");
-        end_open(&mut b, at);
+        encode(&mut b, Kind::Output, 43, b"hello");
         let (f, n) = decode(&b).unwrap().unwrap();
         assert_eq!(
             (f.kind, f.ts_ns, f.payload),

@@ -179,7 +179,7 @@ mod tests {
         );
         assert_eq!(lookup(d.path(), Some("/dev/pts/1"), Some(8)), None);
         let stale = Registration {
-            writer_start: r.writer_start + 1,
+            relay_start: r.relay_start + 1,
             ..r.clone()
         };
         stale.publish(d.path(), &keys[..1]).unwrap();

@@ -38,7 +38,6 @@ pub struct WriterPlan {
     /// CLOCK_MONOTONIC (ns) when the log was opened: the first timing delta counts from here.
     pub opened_ns: u64,
     pub offset: UtcOffset,
-    pub start_wall: OffsetDateTime,
     pub fifo: Option<PathBuf>,
     pub audit_session: Option<u32>,
     /// The guard registration published for this recording's PTY, withdrawn when the recording ends.
