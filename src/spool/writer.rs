@@ -187,12 +187,22 @@ pub fn run(plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
         if w.ts.buf.len() + w.tm.buf.len() >= FLUSH_BYTES || w.last_flush.elapsed() >= FLUSH_EVERY {
             w.flush(false);
         }
+        // Syslog lines queued while the daemon was away (e.g. restarting) go out once it is back.
+        w.log.tick();
     }
     if let Some(e) = corrupt {
         w.plan.meta.write_errors.push(format!("relay stream: {e}"));
     }
     if let Some((r, _)) = &fifo {
         w.read_commands(r, &mut parser);
+    }
+    if parser.discarded() > 0 {
+        // Not from the hook: someone wrote into the FIFO by hand (or a record was cut off).
+        let msg = format!(
+            "command FIFO: {} bytes that were not command records were skipped",
+            parser.discarded()
+        );
+        crate::syslog::error(&mut w.log, &w.plan.meta.id, &msg);
     }
     w.finish();
     0
@@ -211,6 +221,9 @@ fn open_fifo(p: &std::path::Path) -> Option<(File, File)> {
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(p)
         .ok()?;
+    // Room for many records while this process is busy, so a shell's write never waits on us (the hook also
+    // caps a record's text at 64 KiB, and this 1 MiB is the unprivileged maximum).
+    let _ = nix::fcntl::fcntl(&r, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
     Some((r, w))
 }
 
@@ -307,6 +320,7 @@ impl Writer {
         let mut parts = text.split('\0');
         let pty = parts.next().unwrap_or("").to_string();
         self.plan.meta.pty = Some(pty.clone()).filter(|s| !s.is_empty());
+        self.plan.meta.shell_pid = parts.next().and_then(|s| s.parse().ok());
         let me = std::process::id();
         if let (false, Some(start)) = (pty.is_empty(), guard::process_start(me)) {
             let reg = Registration {
@@ -427,6 +441,8 @@ impl Writer {
         m.exit_status = status;
         m.end_reason = Some(reason);
         m.signal = signal;
+        // Syslog lines still queued get one more chance before they count as dropped.
+        self.log.flush();
         m.syslog_dropped = self.log.dropped();
         if let Err(e) = m.write(&self.plan.dir) {
             m.write_errors.push(format!("meta.json: {e:#}"));
@@ -434,9 +450,9 @@ impl Writer {
         if let Some((reg, keys)) = &self.registration {
             reg.withdraw(&self.plan.cfg.spool.run_dir, keys);
         }
-        crate::syslog::session_end(&mut self.log, &self.plan.meta);
         let id = self.plan.meta.id.clone();
         if let Err(e) = crate::deliver::enqueue_finished(&self.plan.cfg, &self.plan.spool, &id) {
+            crate::syslog::session_end(&mut self.log, &self.plan.meta);
             crate::syslog::error(
                 &mut self.log,
                 &id,
@@ -444,6 +460,14 @@ impl Writer {
             );
             return;
         }
+        // session-end carries the files' sums if queueing computed them (they are in the queued meta.json).
+        let queued = self
+            .plan
+            .spool
+            .recording_dir(crate::spool::layout::State::Queue, &id)
+            .join("meta.json");
+        let meta = Meta::read(&queued).unwrap_or_else(|_| self.plan.meta.clone());
+        crate::syslog::session_end(&mut self.log, &meta);
         let _ = crate::deliver::deliver_now(&self.plan.cfg, &self.plan.spool, &id, &mut self.log);
     }
 }

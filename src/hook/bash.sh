@@ -1,0 +1,211 @@
+# auditty command hook for bash >= 4.4 (printed by `auditty hook bash`, evaluated by the login profile inside a
+# recorded session). After each command line it writes one record into the session's command FIFO, with builtins
+# only: no fork, no exec. The PTY recording is the authoritative record; this log is advisory.
+#
+# Record: "\0AUDITTY1\0" seq "\0" status "\0" pid "\0" flags "\0" cwd "\0" cmd "\0\n". NUL cannot occur in a
+# bash string, so the fields are unambiguous. Flags: f = cmd is the raw `fc -l` line ("<number>\t <line>\n"),
+# h = a command ran but its text is not in the history (set +o history, history -c), t = the text was cut.
+#
+# How a command line is seen: PS0 is expanded once a line has been read and is about to run (never for an empty
+# line, a comment or Ctrl-C) and sets __auditty_ran. HISTCONTROL and HISTIGNORE are kept empty
+# in the live shell, so every line read becomes the history's last entry and `fc -l -1 -1` prints it; the
+# user's values are then applied to the history by emulation (__auditty_take), so their history file still
+# honours them. Multi-line commands are kept as typed (shopt lithist).
+#
+# Speed: bash copies a function's body on every call and spends ~1 µs per simple command, so the usual case
+# (nothing to emulate) runs __auditty_direct, a handful of statements; PROMPT_COMMAND[0] names __auditty_full
+# instead while there is emulation to do. Safety: every statement that may fail is guarded (`set -e` shells
+# survive it) and `set -u` is respected.
+__auditty_install() {
+    local f=@FIFO@
+    ((BASH_VERSINFO[0] > 4 || (BASH_VERSINFO[0] == 4 && BASH_VERSINFO[1] >= 4))) || return 0
+    # O_RDWR: open(2) of a FIFO this way never blocks, whether or not a reader exists.
+    exec {__auditty_fd}<>"$f" || return 0
+    # For the emulation the entry's text must come back into the shell: through a private file in the 0700
+    # session directory, written by one descriptor and read by another (a regular file never blocks and cannot
+    # fill up like a pipe). It is truncated only now and then: truncating on every prompt is slow on ext4.
+    __auditty_tmp=${f%/*}/hist.$$ __auditty_tsz=0
+    exec {__auditty_tw}>|"$__auditty_tmp" {__auditty_tr}<"$__auditty_tmp" || return 0
+    __auditty_seq=0 __auditty_did=0 __auditty_due=0 __auditty_st=0 __auditty_st2=0 __auditty_emu=0
+    __auditty_hc= __auditty_hi= __auditty_easy=0 __auditty_prev= __auditty_prevn=-1
+    __auditty_cmd= __auditty_flags= __auditty_hv= __auditty_h=
+    __auditty_ps0=1 __auditty_want= __auditty_next=$HISTCMD
+    unset __auditty_ran
+    # Until __auditty_fix picks the variant at the first prompt, after the user's startup files have run.
+    __auditty_mode=__auditty_full
+    if ((BASH_VERSINFO[0] > 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] >= 1))) &&
+        [[ ${__auditty_form-} != string ]]; then
+        # [0] is ours, [1] holds what the user sees as "$PROMPT_COMMAND", their other elements follow and the
+        # last is ours: a plain `PROMPT_COMMAND=...` by the user replaces [0] only, and __auditty_post repairs
+        # that.
+        __auditty_form=array
+        ((${#PROMPT_COMMAND[@]} > 0)) || PROMPT_COMMAND=("")
+        PROMPT_COMMAND=("$__auditty_mode" "${PROMPT_COMMAND[@]}" __auditty_post)
+    else
+        __auditty_form=string
+        PROMPT_COMMAND="$__auditty_mode;__auditty_post"$'\n'"${PROMPT_COMMAND-}"
+    fi
+}
+
+# PROMPT_COMMAND[0] when there is nothing to emulate: the record goes straight into the FIFO, with the history
+# entry printed by fc. $1: the status, when called by __auditty_late.
+__auditty_direct() {
+    __auditty_st=${1-$?} __auditty_did=1
+    [[ ${PS0-}${HISTCONTROL-u}${HISTIGNORE-u}${PROMPT_COMMAND-} == "$__auditty_want" ]] || __auditty_fix
+    ((__auditty_did == 1)) && [[ -v __auditty_ran ]] && unset __auditty_ran && {
+        builtin printf '\0AUDITTY1\0%s\0%s\0%s\0f\0%s\0' "$((++__auditty_seq))" "$__auditty_st" "$$" "${PWD-}"
+        ((HISTCMD != __auditty_next + 1)) || builtin fc -l -1 -1
+        builtin printf '\0\n'
+    } >&"$__auditty_fd" || :
+}
+
+# PROMPT_COMMAND[0] otherwise: HISTCONTROL/HISTIGNORE to emulate, or no PS0 (then "the history grew" is the
+# sign of a command, and whitespace-only lines count too).
+__auditty_full() {
+    __auditty_st=${1-$?} __auditty_did=1 __auditty_due=0
+    if [[ -v __auditty_ran ]] || ((!__auditty_ps0 && HISTCMD != __auditty_next)); then
+        unset __auditty_ran
+        __auditty_due=1
+        __auditty_take
+    elif ((__auditty_emu && HISTCMD == __auditty_next + 1)); then
+        # A line that did not run (whitespace, a comment) still went into the history.
+        __auditty_take
+    fi
+    # After the emulation: settings the user changed in this command line apply from the next one on.
+    [[ ${PS0-}${HISTCONTROL-u}${HISTIGNORE-u}${PROMPT_COMMAND-} == "$__auditty_want" ]] || __auditty_fix
+    ((__auditty_due && __auditty_did == 1)) && __auditty_due=0 && __auditty_write "$__auditty_st"
+    [[ $__auditty_form == array ]] || return "$__auditty_st"
+}
+
+# The new history entry's text into __auditty_cmd (flags h or t as needed), and its fate under the user's
+# HISTCONTROL/HISTIGNORE.
+__auditty_take() {
+    __auditty_cmd= __auditty_flags=h __auditty_hv=
+    ((HISTCMD != __auditty_next + 1)) || {
+        builtin fc -ln -1 -1 >&"$__auditty_tw"
+        builtin mapfile -d '' -u "$__auditty_tr" __auditty_hv
+    } || :
+    # "\t <line>\n" from fc -ln (a '*' instead of the space marks an edited entry).
+    [[ ${__auditty_hv-} == $'\t'?* ]] || return 0
+    __auditty_h=${__auditty_hv:2} __auditty_h=${__auditty_h%$'\n'}
+    __auditty_cmd=${__auditty_h:0:16384} __auditty_flags=
+    # Flag t: cut, so that one record can never fill the FIFO's buffer.
+    ((${#__auditty_h} <= 16384)) || __auditty_flags=t
+    (((__auditty_tsz += ${#__auditty_h}) < 1048576)) || __auditty_reopen
+    ((__auditty_emu)) || return 0
+    # ignorespace/ignoredups are decided here while the previous entry's text is known (the new entry is
+    # number HISTCMD-1); anything else exactly: out, then in again through `history -s`, which applies the
+    # user's settings the way bash does when it reads a line.
+    if ((__auditty_easy && __auditty_prevn + 2 == HISTCMD)); then
+        if [[ $__auditty_hc != ignoredups && $__auditty_h == ' '* ]] ||
+            [[ $__auditty_hc != ignorespace && $__auditty_h == "$__auditty_prev" ]]; then
+            builtin history -d $((HISTCMD - 1))
+        else
+            __auditty_prev=$__auditty_h __auditty_prevn=$((HISTCMD - 1))
+        fi
+    else
+        local n=$((HISTCMD - 1))
+        builtin history -d "$n"
+        HISTCONTROL=$__auditty_hc HISTIGNORE=$__auditty_hi builtin history -s -- "$__auditty_h"
+        __auditty_prevn=-1
+        ((HISTCMD != n + 1)) || __auditty_prev=$__auditty_h __auditty_prevn=$n
+    fi
+}
+
+# A record with the text in __auditty_cmd; $1: the status.
+__auditty_write() {
+    builtin printf '\0AUDITTY1\0%s\0%s\0%s\0%s\0%s\0%s\0\n' "$((++__auditty_seq))" "$1" "$$" \
+        "$__auditty_flags" "${PWD-}" "$__auditty_cmd" >&"$__auditty_fd" || :
+}
+
+__auditty_reopen() {
+    exec {__auditty_tw}>&- {__auditty_tr}<&-
+    exec {__auditty_tw}>|"$__auditty_tmp" {__auditty_tr}<"$__auditty_tmp"
+    __auditty_tsz=0
+}
+
+# Last in PROMPT_COMMAND (in the string form: second, and it returns the status for the user's part). Bash
+# gives every array element the command's status in $?, and this one runs after the user's own elements (e.g.
+# `history -n`), so it is where the history's size is noted for the next prompt.
+__auditty_post() {
+    case $__auditty_did in
+    1) __auditty_did=0 __auditty_next=$HISTCMD ;;
+    *) __auditty_late "$?" ;;
+    esac
+    [[ $__auditty_form == array ]] || return "$__auditty_st"
+}
+
+# PROMPT_COMMAND[0] did not run as ours (the user assigned PROMPT_COMMAND): log here, with the status bash
+# gives this element, then put ours back in front.
+__auditty_late() {
+    local st=$1
+    [[ $__auditty_form == array ]] || st=$__auditty_st
+    # __auditty_did is 2 if PROMPT_COMMAND[0]'s function ran somewhere else, 0 if not at all.
+    ((__auditty_did)) || __auditty_full "$st"
+    [[ ! -v __auditty_ran ]] || { unset __auditty_ran && __auditty_due=1 && __auditty_take; }
+    ((!__auditty_due)) || { __auditty_due=0 && __auditty_write "$st"; }
+    __auditty_did=0
+    __auditty_heal
+    __auditty_next=$HISTCMD
+}
+
+# What the user wrote replaces their own value (where our function's name, which is what they saw as
+# $PROMPT_COMMAND, stands for it) and ours goes back in front. With the string form (bash < 5.1) a plain
+# assignment removes the hook for good; assignments that keep "$PROMPT_COMMAND" are repaired.
+__auditty_heal() {
+    local c=${PROMPT_COMMAND-} u
+    if [[ $__auditty_form == array ]]; then
+        u=${PROMPT_COMMAND[1]-}
+        c=${c//__auditty_direct/"$u"}
+        PROMPT_COMMAND[1]=${c//__auditty_full/"$u"}
+        PROMPT_COMMAND[0]=$__auditty_mode
+    else
+        c=${c//__auditty_direct;__auditty_post$'\n'/} c=${c//__auditty_full;__auditty_post$'\n'/}
+        c=${c//__auditty_direct;__auditty_post/:} c=${c//__auditty_full;__auditty_post/:}
+        PROMPT_COMMAND="$__auditty_mode;__auditty_post"$'\n'$c
+    fi
+    __auditty_want=
+}
+
+# Something the hook relies on changed (or this is the first prompt): take over the user's HISTCONTROL and
+# HISTIGNORE (an unset variable means "none"; an empty one is ours; a read-only one stays in force, and lines it
+# hides are logged with flag h), keep lithist and the PS0 marker, pick the PROMPT_COMMAND[0] variant.
+__auditty_fix() {
+    if [[ ! -v HISTCONTROL ]] || [[ -n $HISTCONTROL && ${HISTCONTROL@a} != *r* ]]; then
+        __auditty_hc=${HISTCONTROL-} HISTCONTROL=
+    fi
+    if [[ ! -v HISTIGNORE ]] || [[ -n $HISTIGNORE && ${HISTIGNORE@a} != *r* ]]; then
+        __auditty_hi=${HISTIGNORE-} HISTIGNORE=
+    fi
+    __auditty_emu=0 __auditty_easy=0 __auditty_prevn=-1
+    [[ -z $__auditty_hc$__auditty_hi ]] || __auditty_emu=1
+    [[ -z $__auditty_hi && ($__auditty_hc == ignorespace || $__auditty_hc == ignoredups ||
+        $__auditty_hc == ignoreboth) ]] && __auditty_easy=1
+    builtin shopt -s cmdhist lithist
+    if ((__auditty_ps0)); then
+        if builtin shopt -q promptvars; then
+            [[ ${PS0-} == *'${__auditty_ran=}'* ]] || PS0=${PS0-}'${__auditty_ran=}'
+        else
+            __auditty_ps0=0
+        fi
+    fi
+    local old=$__auditty_mode
+    __auditty_mode=__auditty_full
+    ((__auditty_emu || !__auditty_ps0)) || __auditty_mode=__auditty_direct
+    if [[ $__auditty_form == array ]]; then
+        if [[ ${PROMPT_COMMAND-} == "$old" ]]; then
+            PROMPT_COMMAND[0]=$__auditty_mode
+        else
+            # Not first in PROMPT_COMMAND: __auditty_late logs and repairs.
+            __auditty_did=2
+        fi
+    elif [[ $PROMPT_COMMAND == "$old;__auditty_post"$'\n'* ]]; then
+        PROMPT_COMMAND=$__auditty_mode${PROMPT_COMMAND#"$old"}
+    else
+        __auditty_did=2
+    fi
+    __auditty_want=${PS0-}${HISTCONTROL-u}${HISTIGNORE-u}${PROMPT_COMMAND-}
+}
+
+__auditty_install
+unset -f __auditty_install
