@@ -277,12 +277,11 @@ impl Logger {
             return true;
         }
         let frame = self.format(severity, name, msg);
-        if self.pending.len() >= MAX_PENDING || self.pending_bytes + frame.len() > MAX_PENDING_BYTES
-        {
-            if let Some(old) = self.pending.pop_front() {
-                self.pending_bytes -= old.len();
-                self.overflowed += 1;
-            }
+        let full = self.pending.len() >= MAX_PENDING
+            || self.pending_bytes + frame.len() > MAX_PENDING_BYTES;
+        if full && let Some(old) = self.pending.pop_front() {
+            self.pending_bytes -= old.len();
+            self.overflowed += 1;
         }
         self.pending_bytes += frame.len();
         self.pending.push_back(frame);

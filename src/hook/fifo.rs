@@ -541,14 +541,14 @@ mod tests {
                 let alphabet = b"\0\nAUDITY1-0123456789\t fh";
                 for _ in 0..n {
                     let r = rng.next();
-                    let b = if r % 3 == 0 {
+                    let b = if r.is_multiple_of(3) {
                         alphabet[(r >> 8) as usize % alphabet.len()]
                     } else {
                         (r >> 16) as u8
                     };
                     bytes.push(b);
                 }
-                if rng.next() % 2 == 0 {
+                if rng.next().is_multiple_of(2) {
                     // Garbage may end in a partial MAGIC that a real record then completes oddly; make sure the
                     // record itself starts cleanly by ending the garbage with a byte that is not in MAGIC.
                     bytes.push(b'z');
