@@ -1,6 +1,9 @@
 //! Shared test support: a private spool + config per test, and the real binary driven through a real PTY.
 #![allow(dead_code)]
 
+pub mod hookshell;
+pub mod rsyslog;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
