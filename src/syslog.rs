@@ -300,6 +300,12 @@ impl Logger {
         self.overflowed + self.pending.len() as u64
     }
 
+    /// Send what is queued now, without waiting out the reconnect back-off (at the end of a session).
+    pub fn flush_now(&mut self) -> bool {
+        self.retry_at = None;
+        self.flush()
+    }
+
     /// Try to send everything queued, in order; true if the queue is empty afterwards.
     pub fn flush(&mut self) -> bool {
         while let Some(frame) = self.pending.front().cloned() {
@@ -494,7 +500,7 @@ fn connect_unix(p: &std::path::Path) -> Option<Conn> {
 impl Drop for Logger {
     fn drop(&mut self) {
         // One last try for what is still queued (bounded by the timeouts above).
-        self.flush();
+        self.flush_now();
     }
 }
 
@@ -557,7 +563,7 @@ fn command_line(meta: &Meta, rec: &CommandRecord) -> String {
 /// commands=… dropped=…` (the sums when delivery has computed them; `signal=` when there is one).
 pub fn session_end(log: &mut Logger, meta: &Meta) {
     // What is still queued has one more chance before it is counted.
-    log.flush();
+    log.flush_now();
     let sum = |name: &str| {
         meta.files
             .get(name)

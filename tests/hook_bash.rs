@@ -219,3 +219,75 @@ fn hook_outside_a_recording_prints_nothing_and_exits_3() {
     let out = env.cmd(&["hook", "zsh"]).output().unwrap();
     assert_eq!(out.status.code(), Some(3));
 }
+
+#[test]
+fn bash_direct_path_user_prompt_command_and_history_off() {
+    if !rsyslog::available() {
+        eprintln!("rsyslogd not installed: skipped");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let rs = Rsyslog::start(tmp.path());
+    let env = env_for(&rs, tmp.path());
+    let home = tmp.path().join("home");
+    // No HISTCONTROL: the hook writes fc's output straight into the FIFO. The user's PROMPT_COMMAND shares
+    // history between terminals (history -a; history -n) and is replaced mid-session.
+    let profile =
+        "PS1='PROMPT> '\nHISTFILE=$HOME/.bash_history\nPROMPT_COMMAND='history -a; history -n'\n";
+    let mut sh = Recorded::start(&env, &home, profile);
+    sh.install_hook(&env, "bash");
+    sh.run("true");
+    sh.run("PROMPT_COMMAND='echo pc-user'");
+    // The user's new PROMPT_COMMAND runs, and so does the hook (repaired behind it).
+    sh.s.send_line("(exit 3)").unwrap();
+    sh.s.exp_string("pc-user").unwrap();
+    sh.prompt();
+    sh.run("set +o history");
+    sh.run("echo hidden");
+    sh.run("set -o history");
+    sh.run("echo visible");
+    sh.run("x=$(printf '%.0sy' {1..70000}); echo ${#x}");
+    sh.exit();
+
+    let m = meta(&env, "queue");
+    let id = m["id"].as_str().unwrap();
+    let lines = rs
+        .wait_for(Duration::from_secs(10), |ls| {
+            ls.iter().any(|l| l.msg.starts_with("event=session-end "))
+        })
+        .expect("session-end reached rsyslog");
+    let tty = m["tty"].as_str().unwrap();
+    let user = m["user"].as_str().unwrap();
+    let h = home.display().to_string();
+    let pre = |seq: u32, status: u32| {
+        format!("event=command rec={id} seq={seq} user={user} tty={tty} cwd={h} status={status}")
+    };
+    let want = vec![
+        format!("{} cmd=\"true\"", pre(1, 0)),
+        format!("{} cmd=\"PROMPT_COMMAND='echo pc-user'\"", pre(2, 0)),
+        format!("{} cmd=\"(exit 3)\"", pre(3, 3)),
+        // History turned off by the command itself, then on again: the text of what ran meanwhile is not in
+        // the history, which the log says instead of guessing.
+        format!("{} cmd=\"set +o history\"", pre(4, 0)),
+        format!("{} cmd_missing=1 cmd=\"\"", pre(5, 0)),
+        format!("{} cmd_missing=1 cmd=\"\"", pre(6, 0)),
+        format!("{} cmd=\"echo visible\"", pre(7, 0)),
+        format!(
+            "{} cmd=\"x=$(printf '%.0sy' {{1..70000}}); echo ${{#x}}\"",
+            pre(8, 0)
+        ),
+    ];
+    let got = commands(&lines);
+    assert_eq!(got.len(), want.len(), "{got:#?}");
+    for (g, w) in got.iter().zip(&want) {
+        if w.contains("seq=4 ") {
+            // Turning history off in the same line may or may not leave that line's text to fc.
+            assert!(
+                g == w || *g == format!("{} cmd_missing=1 cmd=\"\"", pre(4, 0)),
+                "{g}"
+            );
+        } else {
+            assert_eq!(g, w);
+        }
+    }
+}

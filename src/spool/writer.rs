@@ -442,7 +442,7 @@ impl Writer {
         m.end_reason = Some(reason);
         m.signal = signal;
         // Syslog lines still queued get one more chance before they count as dropped.
-        self.log.flush();
+        self.log.flush_now();
         m.syslog_dropped = self.log.dropped();
         if let Err(e) = m.write(&self.plan.dir) {
             m.write_errors.push(format!("meta.json: {e:#}"));
