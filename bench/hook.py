@@ -4,13 +4,14 @@
 Drives an interactive `bash -i` through a PTY and times N prompts (lines of `:`) for three set-ups:
   bare    no PROMPT_COMMAND
   auditty the hook from src/hook/bash.sh, writing into a FIFO drained by a reader thread
+  auditty+hc  the same with HISTCONTROL=ignoreboth (the hook then emulates it on the history)
   logger  the seed recipe: PROMPT_COMMAND forking whoami, history|sed and logger (to a private syslog socket)
 The cost per prompt is (T(N) - T(0)) / N, median over interleaved rounds, as wall time and as CPU time of the shell
 and everything it waited for (getrusage via wait4: less disturbed by other load on the machine); the added cost is
 the difference to bare.
 Processes spawned per prompt are counted with strace (clone/fork/vfork) when strace is installed.
 
-usage: bench/hook.py [--prompts N] [--rounds R] [--shell /bin/bash]
+usage: bench/hook.py [--prompts N] [--rounds R] [--shell /bin/bash] [--only auditty,logger]
 """
 import argparse, os, pty, select, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
 
@@ -77,6 +78,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--prompts', type=int, default=2000)
     ap.add_argument('--rounds', type=int, default=7)
+    ap.add_argument('--only', help='comma-separated set-ups to run (bare is always run)')
     ap.add_argument('--shell', default='/bin/bash')
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix='auditty-bench-')
@@ -89,12 +91,20 @@ def main():
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(sock_path)
     threading.Thread(target=drain_dgram, args=(sock,), daemon=True).start()
-    common = "PS1='READY> '\nHISTFILE=%s/hist\nHISTCONTROL=ignoreboth\n" % tmp
+    base = "PS1='READY> '\nHISTFILE=%s/hist\n" % tmp
+    hook = SNIPPET.replace('@FIFO@', "'%s'" % fifo)
     setups = {
-        'bare': common,
-        'auditty': common + SNIPPET.replace('@FIFO@', "'%s'" % fifo),
-        'logger': common + "PROMPT_COMMAND='%s'\n" % LOGGER.format(sock=sock_path),
+        'bare': base,
+        # The hook with nothing to emulate: fc's output goes straight into the FIFO.
+        'auditty': base + hook,
+        # HISTCONTROL=ignoreboth (Debian/Ubuntu skeleton .bashrc): the text comes back into the shell for the
+        # emulation.
+        'auditty+hc': base + 'HISTCONTROL=ignoreboth\n' + hook,
+        'logger': base + "PROMPT_COMMAND='%s'\n" % LOGGER.format(sock=sock_path),
     }
+    if a.only:
+        keep = set(a.only.split(',')) | {'bare'}
+        setups = {k: v for k, v in setups.items() if k in keep}
     rcs = {}
     for name, text in setups.items():
         rcs[name] = os.path.join(tmp, name + '.rc')
@@ -112,11 +122,11 @@ def main():
             cpu[name].append((c_n - c_0) / lines)
         print('round %d/%d done' % (r + 1, a.rounds), file=sys.stderr)
     print('%d prompts per run, median of %d rounds (%s)' % (n, a.rounds, a.shell))
-    print('%-8s %16s %16s %16s %16s' % ('setup', 'wall/prompt', 'wall added', 'CPU/prompt', 'CPU added'))
+    print('%-11s %16s %16s %16s %16s' % ('setup', 'wall/prompt', 'wall added', 'CPU/prompt', 'CPU added'))
     mw = {k: statistics.median(v) for k, v in wall.items()}
     mc = {k: statistics.median(v) for k, v in cpu.items()}
     for k in setups:
-        print('%-8s %13.1f us %13.1f us %13.1f us %13.1f us' % (
+        print('%-11s %13.1f us %13.1f us %13.1f us %13.1f us' % (
             k, mw[k] * 1e6, (mw[k] - mw['bare']) * 1e6, mc[k] * 1e6, (mc[k] - mc['bare']) * 1e6))
     if shutil.which('strace'):
         m = 200
@@ -128,7 +138,7 @@ def main():
                 with open(out) as f:
                     outs.append(sum(1 for l in f if any(s in l for s in ('clone(', 'clone3(', 'fork(', 'vfork(')) and '= -1' not in l))
             per = (outs[1] - outs[0]) / (m if name != 'logger' else m // 10)
-            print('%-8s processes spawned per prompt: %.2f' % (name, per))
+            print('%-11s processes spawned per prompt: %.2f' % (name, per))
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -4,7 +4,8 @@
 #
 # Record: "\0AUDITTY1\0" seq "\0" status "\0" pid "\0" flags "\0" cwd "\0" cmd "\0\n". NUL cannot occur in a
 # bash string, so the fields are unambiguous. Flags: f = cmd is the raw `fc -l` line ("<number>\t <line>\n"),
-# h = a command ran but its text is not in the history (set +o history, history -c), t = the text was cut.
+# h = a command ran but its text is not in the history (set +o history, history -c). The reader bounds the text
+# (64 KiB, then flagged as cut); the FIFO's 1 MiB buffer absorbs even such records while it is busy.
 #
 # How a command line is seen: PS0 is expanded once a line has been read and is about to run (never for an empty
 # line, a comment or Ctrl-C) and sets __auditty_ran. HISTCONTROL and HISTIGNORE are kept empty
@@ -13,9 +14,9 @@
 # honours them. Multi-line commands are kept as typed (shopt lithist).
 #
 # Speed: bash copies a function's body on every call and spends ~1 µs per simple command, so the usual case
-# (nothing to emulate) runs __auditty_direct, a handful of statements; PROMPT_COMMAND[0] names __auditty_full
-# instead while there is emulation to do. Safety: every statement that may fail is guarded (`set -e` shells
-# survive it) and `set -u` is respected.
+# (nothing to emulate) runs __auditty_direct, a handful of statements; PROMPT_COMMAND[0] names __auditty_easy
+# for the usual HISTCONTROL values and __auditty_full for the rest. Safety: every statement that may fail is
+# guarded (`set -e` shells survive it) and `set -u` is respected.
 __auditty_install() {
     local f=@FIFO@
     ((BASH_VERSINFO[0] > 4 || (BASH_VERSINFO[0] == 4 && BASH_VERSINFO[1] >= 4))) || return 0
@@ -27,7 +28,7 @@ __auditty_install() {
     __auditty_tmp=${f%/*}/hist.$$ __auditty_tsz=0
     exec {__auditty_tw}>|"$__auditty_tmp" {__auditty_tr}<"$__auditty_tmp" || return 0
     __auditty_seq=0 __auditty_did=0 __auditty_due=0 __auditty_st=0 __auditty_st2=0 __auditty_emu=0
-    __auditty_hc= __auditty_hi= __auditty_easy=0 __auditty_prev= __auditty_prevn=-1
+    __auditty_hc= __auditty_hi= __auditty_simple=0 __auditty_prev= __auditty_prevn=-1
     __auditty_cmd= __auditty_flags= __auditty_hv= __auditty_h=
     __auditty_ps0=1 __auditty_want= __auditty_next=$HISTCMD
     unset __auditty_ran
@@ -59,6 +60,42 @@ __auditty_direct() {
     } >&"$__auditty_fd" || :
 }
 
+# PROMPT_COMMAND[0] for the usual HISTCONTROL (ignorespace, ignoredups or ignoreboth, no HISTIGNORE): the entry's
+# text comes back into the shell, the record carries it, and the entry leaves the history if the user's setting
+# says so (decided here while the previous entry's text is known, else by __auditty_take).
+__auditty_easy() {
+    __auditty_st=${1-$?} __auditty_did=1 __auditty_due=0
+    if [[ -v __auditty_ran ]]; then
+        unset __auditty_ran
+        __auditty_due=1 __auditty_cmd= __auditty_flags=h
+    elif ((HISTCMD != __auditty_next + 1)); then
+        [[ ${PS0-}${HISTCONTROL-u}${HISTIGNORE-u}${PROMPT_COMMAND-} == "$__auditty_want" ]] || __auditty_fix
+        [[ $__auditty_form == array ]] || return "$__auditty_st"
+        return 0
+    fi
+    if ((__auditty_prevn + 2 != HISTCMD || HISTCMD != __auditty_next + 1)); then
+        __auditty_take
+    elif {
+        builtin fc -ln -1 -1 >&"$__auditty_tw"
+        builtin mapfile -d '' -u "$__auditty_tr" __auditty_hv
+    } && [[ ${__auditty_hv-} == $'\t'?* ]]; then
+        __auditty_h=${__auditty_hv:2} __auditty_h=${__auditty_h%$'\n'} __auditty_flags=
+        __auditty_cmd=$__auditty_h
+        (((__auditty_tsz += ${#__auditty_h}) < 1048576)) || __auditty_reopen
+        if [[ ($__auditty_hc != ignoredups && $__auditty_h == ' '*) ||
+            ($__auditty_hc != ignorespace && $__auditty_h == "$__auditty_prev") ]]; then
+            builtin history -d $((HISTCMD - 1))
+        else
+            __auditty_prev=$__auditty_h __auditty_prevn=$((HISTCMD - 1))
+        fi
+    fi
+    [[ ${PS0-}${HISTCONTROL-u}${HISTIGNORE-u}${PROMPT_COMMAND-} == "$__auditty_want" ]] || __auditty_fix
+    ((__auditty_due && __auditty_did == 1)) && __auditty_due=0 &&
+        builtin printf '\0AUDITTY1\0%s\0%s\0%s\0%s\0%s\0%s\0\n' "$((++__auditty_seq))" "$__auditty_st" "$$" \
+            "$__auditty_flags" "${PWD-}" "$__auditty_cmd" >&"$__auditty_fd" || :
+    [[ $__auditty_form == array ]] || return "$__auditty_st"
+}
+
 # PROMPT_COMMAND[0] otherwise: HISTCONTROL/HISTIGNORE to emulate, or no PS0 (then "the history grew" is the
 # sign of a command, and whitespace-only lines count too).
 __auditty_full() {
@@ -87,18 +124,16 @@ __auditty_take() {
     } || :
     # "\t <line>\n" from fc -ln (a '*' instead of the space marks an edited entry).
     [[ ${__auditty_hv-} == $'\t'?* ]] || return 0
-    __auditty_h=${__auditty_hv:2} __auditty_h=${__auditty_h%$'\n'}
-    __auditty_cmd=${__auditty_h:0:16384} __auditty_flags=
-    # Flag t: cut, so that one record can never fill the FIFO's buffer.
-    ((${#__auditty_h} <= 16384)) || __auditty_flags=t
+    __auditty_h=${__auditty_hv:2} __auditty_h=${__auditty_h%$'\n'} __auditty_flags=
+    __auditty_cmd=$__auditty_h
     (((__auditty_tsz += ${#__auditty_h}) < 1048576)) || __auditty_reopen
     ((__auditty_emu)) || return 0
     # ignorespace/ignoredups are decided here while the previous entry's text is known (the new entry is
     # number HISTCMD-1); anything else exactly: out, then in again through `history -s`, which applies the
     # user's settings the way bash does when it reads a line.
-    if ((__auditty_easy && __auditty_prevn + 2 == HISTCMD)); then
-        if [[ $__auditty_hc != ignoredups && $__auditty_h == ' '* ]] ||
-            [[ $__auditty_hc != ignorespace && $__auditty_h == "$__auditty_prev" ]]; then
+    if ((__auditty_simple && __auditty_prevn + 2 == HISTCMD)); then
+        if [[ ($__auditty_hc != ignoredups && $__auditty_h == ' '*) ||
+            ($__auditty_hc != ignorespace && $__auditty_h == "$__auditty_prev") ]]; then
             builtin history -d $((HISTCMD - 1))
         else
             __auditty_prev=$__auditty_h __auditty_prevn=$((HISTCMD - 1))
@@ -156,12 +191,14 @@ __auditty_heal() {
     local c=${PROMPT_COMMAND-} u
     if [[ $__auditty_form == array ]]; then
         u=${PROMPT_COMMAND[1]-}
-        c=${c//__auditty_direct/"$u"}
+        c=${c//__auditty_direct/"$u"} c=${c//__auditty_easy/"$u"}
         PROMPT_COMMAND[1]=${c//__auditty_full/"$u"}
         PROMPT_COMMAND[0]=$__auditty_mode
     else
         c=${c//__auditty_direct;__auditty_post$'\n'/} c=${c//__auditty_full;__auditty_post$'\n'/}
+        c=${c//__auditty_easy;__auditty_post$'\n'/}
         c=${c//__auditty_direct;__auditty_post/:} c=${c//__auditty_full;__auditty_post/:}
+        c=${c//__auditty_easy;__auditty_post/:}
         PROMPT_COMMAND="$__auditty_mode;__auditty_post"$'\n'$c
     fi
     __auditty_want=
@@ -177,10 +214,10 @@ __auditty_fix() {
     if [[ ! -v HISTIGNORE ]] || [[ -n $HISTIGNORE && ${HISTIGNORE@a} != *r* ]]; then
         __auditty_hi=${HISTIGNORE-} HISTIGNORE=
     fi
-    __auditty_emu=0 __auditty_easy=0 __auditty_prevn=-1
+    __auditty_emu=0 __auditty_simple=0 __auditty_prevn=-1
     [[ -z $__auditty_hc$__auditty_hi ]] || __auditty_emu=1
     [[ -z $__auditty_hi && ($__auditty_hc == ignorespace || $__auditty_hc == ignoredups ||
-        $__auditty_hc == ignoreboth) ]] && __auditty_easy=1
+        $__auditty_hc == ignoreboth) ]] && __auditty_simple=1
     builtin shopt -s cmdhist lithist
     if ((__auditty_ps0)); then
         if builtin shopt -q promptvars; then
@@ -191,7 +228,11 @@ __auditty_fix() {
     fi
     local old=$__auditty_mode
     __auditty_mode=__auditty_full
-    ((__auditty_emu || !__auditty_ps0)) || __auditty_mode=__auditty_direct
+    if ((__auditty_ps0 && !__auditty_emu)); then
+        __auditty_mode=__auditty_direct
+    elif ((__auditty_ps0 && __auditty_simple)); then
+        __auditty_mode=__auditty_easy
+    fi
     if [[ $__auditty_form == array ]]; then
         if [[ ${PROMPT_COMMAND-} == "$old" ]]; then
             PROMPT_COMMAND[0]=$__auditty_mode

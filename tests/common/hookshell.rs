@@ -102,7 +102,13 @@ pub fn wait_registered(env: &Env) {
 
 /// The single recording's meta.json once it reached `state`.
 pub fn meta(env: &Env, state: &str) -> serde_json::Value {
-    let recs = env.wait_for(state, 1, Duration::from_secs(10));
-    assert_eq!(recs.len(), 1, "one recording in {state}");
+    // Generous: completing a recording fsyncs several files, which can take seconds on a busy machine.
+    let recs = env.wait_for(state, 1, Duration::from_secs(30));
+    assert_eq!(
+        recs.len(),
+        1,
+        "one recording in {state}; active: {:?}",
+        env.recordings("active")
+    );
     serde_json::from_slice(&std::fs::read(recs[0].join("meta.json")).unwrap()).unwrap()
 }
