@@ -71,8 +71,18 @@ fn killed_writer_ends_the_session_instead_of_hanging_it() {
     let mut sh = Recorded::start(&env, &home, &format!("PS1='{PROMPT}'\n"));
     sh.install_hook(&env, "bash");
     sh.run("true");
-    kill(writer_pid(&env), Signal::SIGKILL).unwrap();
-    // The next keystrokes' echo cannot be recorded: the relay ends the session and says why.
+    let w = writer_pid(&env);
+    kill(w, Signal::SIGKILL).unwrap();
+    // Once it is really gone (a zombie: its end of the relay's pipe is closed)…
+    let end = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(format!("/proc/{w}/status"))
+        .map(|s| s.contains("State:\tZ"))
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < end, "writer {w} did not die");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // …the next keystrokes' echo cannot be recorded: the relay ends the session and says why.
     sh.s.send_line("echo after").unwrap();
     sh.s.exp_string("recorder has stopped").unwrap();
     sh.s.exp_eof().unwrap();
