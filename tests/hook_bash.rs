@@ -291,3 +291,56 @@ fn bash_direct_path_user_prompt_command_and_history_off() {
         }
     }
 }
+
+/// Start time (field 22 of /proc/<pid>/stat) of this test process, for a registration that counts as live.
+fn own_start() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let rest = &s[s.rfind(')').unwrap() + 2..];
+    rest.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+#[test]
+fn hook_waits_for_a_registration_that_is_on_its_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    let env = Env::new("");
+    let fifo = tmp.path().join("cmd");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    // On a PTY, as the profile runs it, started by `auditty session` (which sets AUDITTY_RECORDING) before the
+    // spool writer has registered the PTY.
+    let mut c = std::process::Command::new("sh");
+    c.arg("-c")
+        .arg(format!(
+            "tty; exec {BIN} --config {} hook bash; echo exec-failed-marker",
+            env.config.display()
+        ))
+        .env("AUDITTY_RECORDING", "20261122T000000Z-u-000000000000");
+    let mut s = rexpect::session::spawn_command(c, Some(10_000)).unwrap();
+    let tty = s.read_line().unwrap().trim().to_string();
+    assert!(tty.starts_with("/dev/pts/"), "{tty}");
+    let reg = format!(
+        "id=x\nwriter_pid={}\nwriter_start={}\nuid={}\npty={tty}\nfifo={}\n",
+        std::process::id(),
+        own_start(),
+        nix::unistd::getuid(),
+        fifo.display()
+    );
+    std::fs::write(
+        env.run
+            .join(tty.trim_start_matches("/dev/").replace('/', "-")),
+        reg,
+    )
+    .unwrap();
+    s.exp_string("__auditty_install").unwrap();
+    let out = s.exp_eof().unwrap();
+    assert!(
+        out.contains(&format!("local f='{}'", fifo.display())),
+        "{out}"
+    );
+    assert!(!out.contains("exec-failed-marker"));
+
+    // Without the announcement there is no waiting: not inside a recording, at once.
+    let t = std::time::Instant::now();
+    let o = env.cmd(&["hook", "bash"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    assert!(t.elapsed() < Duration::from_secs(2));
+}

@@ -1,13 +1,16 @@
 //! `auditty hook bash|zsh`: print the command hook for a shell running inside a live recording.
 //!
 //! Whether this shell is inside a recording is decided from the guard registry (`spool.run_dir`, writable only
-//! by the recorder), looked up by this process's terminal and audit session, never from the environment; the
-//! FIFO path printed comes from the same registration. Exit status: 0 inside a live recording (the hook is
+//! by the recorder), looked up by this process's terminal and audit session, never from the environment (which
+//! at most makes it wait for a registration that is on its way); the FIFO path printed comes from the same
+//! registration. Exit status: 0 inside a live recording (the hook is
 //! printed, or nothing when `hook.enabled` is off or the FIFO is not this user's), 3 when not inside one (the
 //! caller should start `auditty session`), 1 on errors.
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
@@ -27,11 +30,7 @@ pub fn run(cli: &Cli, mut privilege: Privilege, shell: HookShell) -> Result<Exit
     let tty = nix::unistd::ttyname(std::io::stdin())
         .ok()
         .map(|p| p.display().to_string());
-    let Some(reg) = guard::lookup(
-        &cfg.spool.run_dir,
-        tty.as_deref(),
-        guard::audit_session_id(),
-    ) else {
+    let Some(reg) = lookup(&cfg.spool.run_dir, tty.as_deref()) else {
         return Ok(ExitCode::from(NOT_RECORDED));
     };
     if !cfg.hook.enabled || reg.fifo.is_empty() || !usable_fifo(&reg.fifo) {
@@ -40,6 +39,28 @@ pub fn run(cli: &Cli, mut privilege: Privilege, shell: HookShell) -> Result<Exit
     }
     print!("{}", snippet(shell, &reg.fifo));
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long to wait for the spool writer to register a shell that has just been started on its PTY.
+const REGISTRATION_WAIT: Duration = Duration::from_secs(3);
+
+/// The live recording this terminal belongs to. The shell's profile can run before the spool writer has
+/// registered the PTY (they start at the same time): when the environment says this shell was started by
+/// `auditty session`, wait a little for the registration. The environment is only a reason to wait, never
+/// the answer: a forged AUDITTY_RECORDING costs its owner three seconds and then the recording they tried to
+/// avoid.
+fn lookup(run_dir: &Path, tty: Option<&str>) -> Option<guard::Registration> {
+    let audit = guard::audit_session_id();
+    let deadline = Instant::now() + REGISTRATION_WAIT;
+    loop {
+        if let Some(r) = guard::lookup(run_dir, tty, audit) {
+            return Some(r);
+        }
+        if std::env::var_os("AUDITTY_RECORDING").is_none() || Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// The FIFO exists, is a FIFO, and is ours (root may write to any).
