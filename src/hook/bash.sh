@@ -20,6 +20,9 @@
 __auditty_install() {
     local f=@FIFO@
     ((BASH_VERSINFO[0] > 4 || (BASH_VERSINFO[0] == 4 && BASH_VERSINFO[1] >= 4))) || return 0
+    # Once per shell (a profile sourced again must not stack a second hook).
+    [[ ${__auditty_fifo-} != "$f" ]] || return 0
+    __auditty_fifo=$f
     # O_RDWR: open(2) of a FIFO this way never blocks, whether or not a reader exists.
     exec {__auditty_fd}<>"$f" || return 0
     # For the emulation the entry's text must come back into the shell: through a private file in the 0700

@@ -9,6 +9,9 @@
 __auditty_install() {
     emulate -L zsh
     local f=@FIFO@
+    # Once per shell (a profile sourced again must not open the FIFO a second time).
+    [[ ${__auditty_fifo-} != $f ]] || return 0
+    typeset -g __auditty_fifo=$f
     # O_RDWR: open(2) of a FIFO this way never blocks, whether or not a reader exists.
     exec {__auditty_fd}<>$f || return 0
     typeset -g __auditty_seq=0 __auditty_line= __auditty_ran=0
