@@ -8,9 +8,9 @@
 # (64 KiB, then flagged as cut); the FIFO's 1 MiB buffer absorbs even such records while it is busy.
 #
 # How a command line is seen: PS0 is expanded once a line has been read and is about to run (never for an empty
-# line, a comment or Ctrl-C) and sets __auditty_ran. HISTCONTROL and HISTIGNORE are kept empty
-# in the live shell, so every line read becomes the history's last entry and `fc -l -1 -1` prints it; the
-# user's values are then applied to the history by emulation (__auditty_take), so their history file still
+# line, a comment or Ctrl-C) and sets __auditty_ran. HISTCONTROL and HISTIGNORE are kept empty in the live
+# shell, so every line read becomes the history's last entry and `fc -l -1 -1` prints it; the user's values are
+# then applied to the history by emulation (__auditty_easy, __auditty_take), so their history file still
 # honours them. Multi-line commands are kept as typed (shopt lithist).
 #
 # Speed: bash copies a function's body on every call and spends ~1 µs per simple command, so the usual case
@@ -30,7 +30,7 @@ __auditty_install() {
     # fill up like a pipe). It is truncated only now and then: truncating on every prompt is slow on ext4.
     __auditty_tmp=${f%/*}/hist.$$ __auditty_tsz=0
     exec {__auditty_tw}>|"$__auditty_tmp" {__auditty_tr}<"$__auditty_tmp" || return 0
-    __auditty_seq=0 __auditty_did=0 __auditty_due=0 __auditty_st=0 __auditty_st2=0 __auditty_emu=0
+    __auditty_seq=0 __auditty_did=0 __auditty_due=0 __auditty_st=0 __auditty_emu=0
     __auditty_hc= __auditty_hi= __auditty_simple=0 __auditty_prev= __auditty_prevn=-1
     __auditty_cmd= __auditty_flags= __auditty_hv= __auditty_h=
     __auditty_ps0=1 __auditty_want= __auditty_next=$HISTCMD
@@ -117,7 +117,7 @@ __auditty_full() {
     [[ $__auditty_form == array ]] || return "$__auditty_st"
 }
 
-# The new history entry's text into __auditty_cmd (flags h or t as needed), and its fate under the user's
+# The new history entry's text into __auditty_cmd (flag h if there is none), and its fate under the user's
 # HISTCONTROL/HISTIGNORE.
 __auditty_take() {
     __auditty_cmd= __auditty_flags=h __auditty_hv=
