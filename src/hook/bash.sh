@@ -10,12 +10,12 @@
 # How a command line is seen: PS0 is expanded once a line has been read and is about to run (never for an empty
 # line, a comment or Ctrl-C) and sets __auditty_ran. HISTCONTROL and HISTIGNORE are kept empty in the live
 # shell, so every line read becomes the history's last entry and `fc -l -1 -1` prints it; the user's values are
-# then applied to the history by emulation (__auditty_easy, __auditty_take), so their history file still
-# honours them. Multi-line commands are kept as typed (shopt lithist).
+# then applied to the history (by bash itself for ignoredups, by emulation for the rest), so their history file
+# still honours them. Multi-line commands are kept as typed (shopt lithist).
 #
 # Speed: bash copies a function's body on every call and spends ~1 µs per simple command, so the usual case
 # (nothing to emulate) runs __auditty_direct, a handful of statements; PROMPT_COMMAND[0] names __auditty_easy
-# for the usual HISTCONTROL values and __auditty_full for the rest. Safety: every statement that may fail is
+# for ignorespace/ignoreboth and __auditty_full for the rest. Safety: every statement that may fail is
 # guarded (`set -e` shells survive it) and `set -u` is respected.
 __auditty_install() {
     local f=@FIFO@
@@ -31,7 +31,7 @@ __auditty_install() {
     __auditty_tmp=${f%/*}/hist.$$ __auditty_tsz=0
     exec {__auditty_tw}>|"$__auditty_tmp" {__auditty_tr}<"$__auditty_tmp" || return 0
     __auditty_seq=0 __auditty_did=0 __auditty_due=0 __auditty_st=0 __auditty_emu=0
-    __auditty_hc= __auditty_hi= __auditty_simple=0 __auditty_prev= __auditty_prevn=-1
+    __auditty_hc= __auditty_hi= __auditty_hcl=
     __auditty_cmd= __auditty_flags= __auditty_hv= __auditty_h=
     __auditty_ps0=1 __auditty_want= __auditty_next=$HISTCMD
     unset __auditty_ran
@@ -51,52 +51,38 @@ __auditty_install() {
     fi
 }
 
-# PROMPT_COMMAND[0] when there is nothing to emulate: the record goes straight into the FIFO, with the history
-# entry printed by fc. $1: the status, when called by __auditty_late.
+# PROMPT_COMMAND[0] when there is nothing to emulate (HISTCONTROL empty or ignoredups, which bash applies itself):
+# the record goes straight into the FIFO, with the history entry printed by fc. $1: the status, when called by
+# __auditty_late.
 __auditty_direct() {
     __auditty_st=${1-$?} __auditty_did=1
     [[ ${PS0-}${HISTCONTROL-u}${HISTIGNORE-u}${PROMPT_COMMAND-} == "$__auditty_want" ]] || __auditty_fix
     ((__auditty_did == 1)) && [[ -v __auditty_ran ]] && unset __auditty_ran && {
         builtin printf '\0AUDITTY1\0%s\0%s\0%s\0f\0%s\0' "$((++__auditty_seq))" "$__auditty_st" "$$" "${PWD-}"
-        ((HISTCMD != __auditty_next + 1)) || builtin fc -l -1 -1
+        # The line is the history's last entry: new (one more entry), or, with ignoredups live, a repeat of it.
+        ((HISTCMD < 2 || HISTCMD - __auditty_next > 1 || HISTCMD < __auditty_next)) || builtin fc -l -1 -1
         builtin printf '\0\n'
     } >&"$__auditty_fd" || :
 }
 
-# PROMPT_COMMAND[0] for the usual HISTCONTROL (ignorespace, ignoredups or ignoreboth, no HISTIGNORE): the entry's
-# text comes back into the shell, the record carries it, and the entry leaves the history if the user's setting
-# says so (decided here while the previous entry's text is known, else by __auditty_take).
+# PROMPT_COMMAND[0] for HISTCONTROL=ignorespace or ignoreboth (no HISTIGNORE): as __auditty_direct (ignoredups
+# stays in force), then the new entry leaves the history if it starts with a space, as bash would have done.
 __auditty_easy() {
-    __auditty_st=${1-$?} __auditty_did=1 __auditty_due=0
-    if [[ -v __auditty_ran ]]; then
-        unset __auditty_ran
-        __auditty_due=1 __auditty_cmd= __auditty_flags=h
-    elif ((HISTCMD != __auditty_next + 1)); then
-        [[ ${PS0-}${HISTCONTROL-u}${HISTIGNORE-u}${PROMPT_COMMAND-} == "$__auditty_want" ]] || __auditty_fix
-        [[ $__auditty_form == array ]] || return "$__auditty_st"
-        return 0
-    fi
-    if ((__auditty_prevn + 2 != HISTCMD || HISTCMD != __auditty_next + 1)); then
-        __auditty_take
-    elif {
-        builtin fc -ln -1 -1 >&"$__auditty_tw"
-        builtin mapfile -d '' -u "$__auditty_tr" __auditty_hv
-    } && [[ ${__auditty_hv-} == $'\t'?* ]]; then
-        __auditty_h=${__auditty_hv:2} __auditty_h=${__auditty_h%$'\n'} __auditty_flags=
-        __auditty_cmd=$__auditty_h
-        (((__auditty_tsz += ${#__auditty_h}) < 1048576)) || __auditty_reopen
-        if [[ ($__auditty_hc != ignoredups && $__auditty_h == ' '*) ||
-            ($__auditty_hc != ignorespace && $__auditty_h == "$__auditty_prev") ]]; then
-            builtin history -d $((HISTCMD - 1))
-        else
-            __auditty_prev=$__auditty_h __auditty_prevn=$((HISTCMD - 1))
-        fi
-    fi
+    __auditty_st=${1-$?} __auditty_did=1
     [[ ${PS0-}${HISTCONTROL-u}${HISTIGNORE-u}${PROMPT_COMMAND-} == "$__auditty_want" ]] || __auditty_fix
-    ((__auditty_due && __auditty_did == 1)) && __auditty_due=0 &&
-        builtin printf '\0AUDITTY1\0%s\0%s\0%s\0%s\0%s\0%s\0\n' "$((++__auditty_seq))" "$__auditty_st" "$$" \
-            "$__auditty_flags" "${PWD-}" "$__auditty_cmd" >&"$__auditty_fd" || :
-    [[ $__auditty_form == array ]] || return "$__auditty_st"
+    ((__auditty_did == 1)) && [[ -v __auditty_ran ]] && unset __auditty_ran && {
+        builtin printf '\0AUDITTY1\0%s\0%s\0%s\0f\0%s\0' "$((++__auditty_seq))" "$__auditty_st" "$$" "${PWD-}"
+        ((HISTCMD < 2 || HISTCMD - __auditty_next > 1 || HISTCMD < __auditty_next)) || builtin fc -l -1 -1
+        builtin printf '\0\n'
+    } >&"$__auditty_fd" || :
+    if ((HISTCMD == __auditty_next + 1)); then
+        builtin fc -ln -1 -1 >&"$__auditty_tw" || :
+        builtin mapfile -d '' -u "$__auditty_tr" __auditty_hv || :
+        # "\t <line>\n" from fc -ln: a line starting with a space has two spaces after the tab.
+        [[ ${__auditty_hv-} != $'\t'?' '* ]] || builtin history -d $((HISTCMD - 1))
+        # The private file is started afresh now and then (by count: cheaper than measuring).
+        ((++__auditty_tsz < 4096)) || __auditty_reopen
+    fi
 }
 
 # PROMPT_COMMAND[0] otherwise: HISTCONTROL/HISTIGNORE to emulate, or no PS0 (then "the history grew" is the
@@ -131,23 +117,10 @@ __auditty_take() {
     __auditty_cmd=$__auditty_h
     (((__auditty_tsz += ${#__auditty_h}) < 1048576)) || __auditty_reopen
     ((__auditty_emu)) || return 0
-    # ignorespace/ignoredups are decided here while the previous entry's text is known (the new entry is
-    # number HISTCMD-1); anything else exactly: out, then in again through `history -s`, which applies the
-    # user's settings the way bash does when it reads a line.
-    if ((__auditty_simple && __auditty_prevn + 2 == HISTCMD)); then
-        if [[ ($__auditty_hc != ignoredups && $__auditty_h == ' '*) ||
-            ($__auditty_hc != ignorespace && $__auditty_h == "$__auditty_prev") ]]; then
-            builtin history -d $((HISTCMD - 1))
-        else
-            __auditty_prev=$__auditty_h __auditty_prevn=$((HISTCMD - 1))
-        fi
-    else
-        local n=$((HISTCMD - 1))
-        builtin history -d "$n"
-        HISTCONTROL=$__auditty_hc HISTIGNORE=$__auditty_hi builtin history -s -- "$__auditty_h"
-        __auditty_prevn=-1
-        ((HISTCMD != n + 1)) || __auditty_prev=$__auditty_h __auditty_prevn=$n
-    fi
+    # Out of the history, then in again through `history -s`, which applies the user's settings the way bash
+    # does when it reads a line.
+    builtin history -d $((HISTCMD - 1))
+    HISTCONTROL=$__auditty_hc HISTIGNORE=$__auditty_hi builtin history -s -- "$__auditty_h"
 }
 
 # A record with the text in __auditty_cmd; $1: the status.
@@ -208,19 +181,22 @@ __auditty_heal() {
 }
 
 # Something the hook relies on changed (or this is the first prompt): take over the user's HISTCONTROL and
-# HISTIGNORE (an unset variable means "none"; an empty one is ours; a read-only one stays in force, and lines it
-# hides are logged with flag h), keep lithist and the PS0 marker, pick the PROMPT_COMMAND[0] variant.
+# HISTIGNORE, keep lithist and the PS0 marker, pick the PROMPT_COMMAND[0] variant. What the user assigns is theirs
+# (an unset variable means "none"); what is live is ours: empty, or just "ignoredups", which never hides a command
+# (a repeat is logged as its previous entry). A read-only value stays in force, and lines it hides are logged
+# with flag h.
 __auditty_fix() {
-    if [[ ! -v HISTCONTROL ]] || [[ -n $HISTCONTROL && ${HISTCONTROL@a} != *r* ]]; then
-        __auditty_hc=${HISTCONTROL-} HISTCONTROL=
+    local ro=0
+    if [[ -v HISTCONTROL && ${HISTCONTROL@a} == *r* ]]; then
+        ro=1 __auditty_hc=$HISTCONTROL
+    elif [[ ! -v HISTCONTROL || $HISTCONTROL != "$__auditty_hcl" ]]; then
+        __auditty_hc=${HISTCONTROL-}
     fi
-    if [[ ! -v HISTIGNORE ]] || [[ -n $HISTIGNORE && ${HISTIGNORE@a} != *r* ]]; then
-        __auditty_hi=${HISTIGNORE-} HISTIGNORE=
+    if [[ -v HISTIGNORE && ${HISTIGNORE@a} == *r* ]]; then
+        ro=1 __auditty_hi=$HISTIGNORE
+    elif [[ ! -v HISTIGNORE || -n $HISTIGNORE ]]; then
+        __auditty_hi=${HISTIGNORE-}
     fi
-    __auditty_emu=0 __auditty_simple=0 __auditty_prevn=-1
-    [[ -z $__auditty_hc$__auditty_hi ]] || __auditty_emu=1
-    [[ -z $__auditty_hi && ($__auditty_hc == ignorespace || $__auditty_hc == ignoredups ||
-        $__auditty_hc == ignoreboth) ]] && __auditty_simple=1
     builtin shopt -s cmdhist lithist
     if ((__auditty_ps0)); then
         if builtin shopt -q promptvars; then
@@ -229,13 +205,18 @@ __auditty_fix() {
             __auditty_ps0=0
         fi
     fi
-    local old=$__auditty_mode
-    __auditty_mode=__auditty_full
-    if ((__auditty_ps0 && !__auditty_emu)); then
+    local old=$__auditty_mode c=:$__auditty_hc:
+    __auditty_emu=0 __auditty_hcl=
+    if ((ro || !__auditty_ps0)) || [[ -n $__auditty_hi || $c == *:erasedups:* ]]; then
+        # Everything emulated exactly (__auditty_take).
+        __auditty_mode=__auditty_full
+        [[ -z $__auditty_hc$__auditty_hi ]] || __auditty_emu=1
+    else
+        [[ $c == *:ignoredups:* || $c == *:ignoreboth:* ]] && __auditty_hcl=ignoredups
         __auditty_mode=__auditty_direct
-    elif ((__auditty_ps0 && __auditty_simple)); then
-        __auditty_mode=__auditty_easy
+        [[ $c == *:ignorespace:* || $c == *:ignoreboth:* ]] && __auditty_mode=__auditty_easy
     fi
+    ((ro)) || HISTCONTROL=$__auditty_hcl HISTIGNORE=
     if [[ $__auditty_form == array ]]; then
         if [[ ${PROMPT_COMMAND-} == "$old" ]]; then
             PROMPT_COMMAND[0]=$__auditty_mode
