@@ -345,7 +345,7 @@ impl Config {
                 format!("expected unix:PATH, udp://host:port, tcp://host:port or none, got {tg:?}"),
             );
         }
-        if self.syslog.facility.parse::<syslog::Facility>().is_err() {
+        if facility_code(&self.syslog.facility).is_none() {
             return bad(
                 "syslog.facility",
                 format!(
@@ -372,6 +372,33 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Syslog facility names (RFC 3164 numbers).
+pub fn facility_code(name: &str) -> Option<u8> {
+    Some(match name {
+        "kern" => 0,
+        "user" => 1,
+        "mail" => 2,
+        "daemon" => 3,
+        "auth" => 4,
+        "syslog" => 5,
+        "lpr" => 6,
+        "news" => 7,
+        "uucp" => 8,
+        "cron" => 9,
+        "authpriv" => 10,
+        "ftp" => 11,
+        "local0" => 16,
+        "local1" => 17,
+        "local2" => 18,
+        "local3" => 19,
+        "local4" => 20,
+        "local5" => 21,
+        "local6" => 22,
+        "local7" => 23,
+        _ => return None,
+    })
 }
 
 fn describe_toml_error(origin: &str, text: &str, e: &toml::de::Error) -> String {

@@ -27,7 +27,7 @@ const REPO: &str = env!("CARGO_MANIFEST_DIR");
 /// Issue 3 (delivery) has landed: every finished recording is mailed.
 const DELIVERY: bool = true;
 /// Issue 4's command hook (`auditty hook bash|zsh`) has landed.
-const HOOK: bool = false;
+const HOOK: bool = true;
 
 fn strict() -> bool {
     std::env::var_os("AUDITTY_E2E_STRICT").is_some()

@@ -1,13 +1,122 @@
-//! `auditty hook bash|zsh`: print the command hook for a shell inside a live recording.
+//! `auditty hook bash|zsh`: print the command hook for a shell running inside a live recording.
+//!
+//! Whether this shell is inside a recording is decided from the guard registry (`spool.run_dir`, writable only
+//! by the recorder), looked up by this process's terminal and audit session, never from the environment (which
+//! at most makes it wait for a registration that is on its way); the FIFO path printed comes from the same
+//! registration. Exit status: 0 inside a live recording (the hook is
+//! printed, or nothing when `hook.enabled` is off or the FIFO is not this user's), 3 when not inside one (the
+//! caller should start `auditty session`), 1 on errors.
 
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use crate::cli::{Cli, HookShell};
 use crate::privilege::Privilege;
+use crate::spool::guard;
 
-pub fn run(_cli: &Cli, mut privilege: Privilege, _shell: HookShell) -> Result<ExitCode> {
+/// Exit status meaning "this terminal is not inside a live recording".
+pub const NOT_RECORDED: u8 = 3;
+
+const BASH: &str = include_str!("../hook/bash.sh");
+const ZSH: &str = include_str!("../hook/zsh.sh");
+
+pub fn run(cli: &Cli, mut privilege: Privilege, shell: HookShell) -> Result<ExitCode> {
     privilege.drop_unless_trusted()?;
-    bail!("hook: not implemented yet")
+    let cfg = privilege.load_config(cli)?;
+    let tty = nix::unistd::ttyname(std::io::stdin())
+        .ok()
+        .map(|p| p.display().to_string());
+    let Some(reg) = lookup(&cfg.spool.run_dir, tty.as_deref()) else {
+        return Ok(ExitCode::from(NOT_RECORDED));
+    };
+    if !cfg.hook.enabled || reg.fifo.is_empty() || !usable_fifo(&reg.fifo) {
+        // Recorded, but no command log for this shell (e.g. `su -` to another user inside the recording).
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!("{}", snippet(shell, &reg.fifo));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How long to wait for the spool writer to register a shell that has just been started on its PTY.
+const REGISTRATION_WAIT: Duration = Duration::from_secs(3);
+
+/// The live recording this terminal belongs to. The shell's profile can run before the spool writer has
+/// registered the PTY (they start at the same time): when the environment says this shell was started by
+/// `auditty session`, wait a little for the registration. The environment is only a reason to wait, never
+/// the answer: a forged AUDITTY_RECORDING costs its owner three seconds and then the recording they tried to
+/// avoid.
+fn lookup(run_dir: &Path, tty: Option<&str>) -> Option<guard::Registration> {
+    let audit = guard::audit_session_id();
+    let deadline = Instant::now() + REGISTRATION_WAIT;
+    loop {
+        if let Some(r) = guard::lookup(run_dir, tty, audit) {
+            return Some(r);
+        }
+        if std::env::var_os("AUDITTY_RECORDING").is_none() || Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The FIFO exists, is a FIFO, and is ours (root may write to any).
+fn usable_fifo(path: &str) -> bool {
+    let Ok(md) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    let uid = nix::unistd::geteuid().as_raw();
+    md.file_type().is_fifo() && (md.uid() == uid || uid == 0)
+}
+
+/// The shell code with the FIFO path filled in (single-quoted).
+pub fn snippet(shell: HookShell, fifo: &str) -> String {
+    let quoted = format!("'{}'", fifo.replace('\'', r"'\''"));
+    let text = match shell {
+        HookShell::Bash => BASH,
+        HookShell::Zsh => ZSH,
+    };
+    text.replace("@FIFO@", &quoted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snippet_quotes_the_path() {
+        let s = snippet(HookShell::Bash, "/tmp/a'b/cmd");
+        assert!(s.contains(r"local f='/tmp/a'\''b/cmd'"), "{s}");
+        assert!(!s.contains("@FIFO@"));
+        let z = snippet(HookShell::Zsh, "/tmp/x/cmd");
+        assert!(z.contains("local f='/tmp/x/cmd'"));
+    }
+
+    #[test]
+    fn snippets_parse() {
+        for (sh, shell) in [("bash", HookShell::Bash), ("zsh", HookShell::Zsh)] {
+            if std::process::Command::new(sh)
+                .arg("-c")
+                .arg(":")
+                .output()
+                .is_err()
+            {
+                continue;
+            }
+            let out = std::process::Command::new(sh)
+                .arg("-n")
+                .arg("-c")
+                .arg(snippet(shell, "/nonexistent/cmd"))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{sh}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
 }

@@ -89,6 +89,8 @@ pub struct Meta {
     pub write_errors: Vec<String>,
     pub relay_pid: u32,
     pub writer_pid: u32,
+    /// The recorded shell's pid (command records and syslog events name it).
+    pub shell_pid: Option<u32>,
     // ---- delivery (filled by deliver::) ----
     /// name -> sums of the uncompressed and compressed files.
     pub files: BTreeMap<String, FileSum>,

@@ -215,20 +215,20 @@ fn policy_text(p: OnError) -> &'static str {
 
 /// `event=ssh-command rec=… user=… uid=… from=… kind=scp|sftp|rsync|command action=… cmd="…"`
 pub fn event(log: &mut Logger, who: &Who, kind: &Kind, action: &str, rec: Option<&str>, cmd: &str) {
-    use crate::syslog::Value;
     let from = ssh_client().unwrap_or_else(|| "-".into());
-    log.event(
-        ::syslog::Severity::LOG_INFO,
-        &[
-            ("event", "ssh-command".into()),
-            ("rec", Value::Str(rec.unwrap_or("-"))),
-            ("user", Value::Str(&who.user)),
-            ("uid", Value::Num(who.uid as i64)),
-            ("from", Value::Str(&from)),
-            ("kind", Value::Str(kind.name())),
-            ("action", Value::Str(action)),
-            ("cmd", Value::Str(cmd)),
-        ],
+    let mut ev = crate::syslog::Event::new();
+    ev.text("event", "ssh-command")
+        .text("rec", rec.unwrap_or("-"))
+        .text("user", &who.user)
+        .num("uid", who.uid as u64)
+        .text("from", &from)
+        .text("kind", kind.name())
+        .text("action", action)
+        .quoted("cmd", cmd.as_bytes());
+    log.send(
+        crate::syslog::SEV_INFO,
+        "ssh-command",
+        &ev.render(crate::syslog::SYSLOG_MSG_MAX),
     );
 }
 

@@ -197,6 +197,8 @@ pub fn run(mut plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
         if w.ts.buf.len() + w.tm.buf.len() >= FLUSH_BYTES || w.last_flush.elapsed() >= FLUSH_EVERY {
             w.flush(false);
         }
+        // Syslog lines queued while the daemon was away (e.g. restarting) go out once it is back.
+        w.log.tick();
     }
     if let Some(e) = corrupt {
         w.plan.meta.write_errors.push(format!("relay stream: {e}"));
@@ -210,6 +212,14 @@ pub fn run(mut plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
     }
     if let Some((r, _)) = &fifo {
         w.read_commands(r, &mut parser);
+    }
+    if parser.discarded() > 0 {
+        // Not from the hook: someone wrote into the FIFO by hand (or a record was cut off).
+        let msg = format!(
+            "command FIFO: {} bytes that were not command records were skipped",
+            parser.discarded()
+        );
+        crate::syslog::error(&mut w.log, &w.plan.meta.id, &msg);
     }
     w.finish();
     0
@@ -228,6 +238,9 @@ fn open_fifo(p: &std::path::Path) -> Option<(File, File)> {
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(p)
         .ok()?;
+    // Room for many records while this process is busy, so a shell's write never waits on us (the hook also
+    // caps a record's text at 64 KiB, and this 1 MiB is the unprivileged maximum).
+    let _ = nix::fcntl::fcntl(&r, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
     Some((r, w))
 }
 
@@ -329,6 +342,7 @@ impl Writer {
             .filter(|&p| p > 1)
             .map(nix::unistd::Pid::from_raw);
         self.plan.meta.pty = Some(pty.clone()).filter(|s| !s.is_empty());
+        self.plan.meta.shell_pid = self.shell.map(|p| p.as_raw() as u32);
         let _ = self.plan.meta.write(&self.plan.dir);
         crate::syslog::session_start(&mut self.log, &self.plan.meta);
     }
@@ -453,15 +467,17 @@ impl Writer {
         m.exit_status = status;
         m.end_reason = Some(reason);
         m.signal = signal;
+        // Syslog lines still queued get one more chance before they count as dropped.
+        self.log.flush_now();
         m.syslog_dropped = self.log.dropped();
         if let Err(e) = m.write(&self.plan.dir) {
             m.write_errors.push(format!("meta.json: {e:#}"));
         }
-        crate::syslog::session_end(&mut self.log, &self.plan.meta);
         let id = self.plan.meta.id.clone();
         if let Err(e) =
             crate::deliver::enqueue_finished(&self.plan.cfg, &self.plan.spool, &mut self.plan.meta)
         {
+            crate::syslog::session_end(&mut self.log, &self.plan.meta);
             crate::syslog::error(
                 &mut self.log,
                 &id,
@@ -469,6 +485,8 @@ impl Writer {
             );
             return;
         }
+        // session-end carries the files' sums, computed while queueing.
+        crate::syslog::session_end(&mut self.log, &self.plan.meta);
         let _ = crate::deliver::deliver_now(
             &self.plan.cfg,
             &self.plan.spool,

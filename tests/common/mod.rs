@@ -1,6 +1,7 @@
 //! Shared test support: a private spool + config per test, and the real binary driven through a real PTY.
 #![allow(dead_code)]
 
+pub mod hookshell;
 pub mod pty;
 pub mod rec;
 
