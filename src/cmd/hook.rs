@@ -25,8 +25,10 @@ const BASH: &str = include_str!("../hook/bash.sh");
 const ZSH: &str = include_str!("../hook/zsh.sh");
 
 pub fn run(cli: &Cli, mut privilege: Privilege, shell: HookShell) -> Result<ExitCode> {
-    privilege.drop_unless_trusted()?;
+    // /etc/auditty.conf is root:auditty 0640: read it (the fixed file only; --config/-o are refused while
+    // privileged) before giving up the group. Nothing else is done with the privilege.
     let cfg = privilege.load_config(cli)?;
+    privilege.drop_unless_trusted()?;
     let tty = nix::unistd::ttyname(std::io::stdin())
         .ok()
         .map(|p| p.display().to_string());
