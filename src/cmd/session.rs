@@ -122,7 +122,7 @@ pub fn run(cli: &Cli, mut privilege: Privilege, command: Option<String>) -> Resu
             return unrecorded(
                 privilege,
                 &shell,
-                lenient_on_error(),
+                crate::session::gate::lenient_on_error(),
                 None,
                 &format!("{e:#}"),
             );
@@ -197,20 +197,6 @@ fn policy_name(p: OnError) -> &'static str {
     }
 }
 
-/// The failure policy from a config that does not parse: `closed` only if the file says so plainly.
-fn lenient_on_error() -> OnError {
-    let text = std::fs::read_to_string(crate::config::DEFAULT_PATH).unwrap_or_default();
-    let closed = text.lines().any(|l| {
-        let l = l.split('#').next().unwrap_or("").replace(' ', "");
-        l == "on_error=\"closed\"" || l == "on_error='closed'"
-    });
-    if closed {
-        OnError::Closed
-    } else {
-        OnError::Open
-    }
-}
-
 fn is_exempt(cfg: &Config, shell: &ShellPlan) -> bool {
     if cfg.policy.exempt_users.contains(&shell.user) {
         return true;
@@ -278,7 +264,7 @@ fn prepare(cfg: &Config, shell: &ShellPlan, tty: Option<&str>) -> Result<Prepare
             .unwrap_or_default(),
         tty: tty.map(str::to_string),
         pty: None,
-        ssh_client: ssh_client(),
+        ssh_client: crate::session::ssh::ssh_client(),
         term: std::env::var("TERM").ok(),
         shell: shell.shell.display().to_string(),
         command: shell.command.clone(),
@@ -322,26 +308,6 @@ fn prepare(cfg: &Config, shell: &ShellPlan, tty: Option<&str>) -> Result<Prepare
         plan,
         files,
         fifo_dir,
-    })
-}
-
-/// "address:port" of the SSH client, from SSH_CONNECTION ("client_ip client_port server_ip server_port").
-fn ssh_client() -> Option<String> {
-    let v = std::env::var("SSH_CONNECTION").ok()?;
-    let mut it = v.split_whitespace();
-    let (ip, port) = (it.next()?, it.next()?);
-    if ip.len() > 64
-        || !ip
-            .chars()
-            .all(|c| c.is_ascii_hexdigit() || c == '.' || c == ':')
-        || port.parse::<u16>().is_err()
-    {
-        return None;
-    }
-    Some(if ip.contains(':') {
-        format!("[{ip}]:{port}")
-    } else {
-        format!("{ip}:{port}")
     })
 }
 
