@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::record::meta::FileSum;
 
-const CHUNK: usize = 1 << 20;
+const CHUNK: usize = 128 << 10;
 
 /// A writer that hashes and counts what passes through it.
 pub struct HashWriter<W> {

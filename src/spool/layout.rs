@@ -75,6 +75,9 @@ impl Spool {
                 self.root.display()
             );
         }
+        if State::ALL.iter().all(|st| self.state_dir(*st).is_dir()) {
+            return Ok(());
+        }
         for st in State::ALL {
             let d = self.state_dir(st);
             match std::fs::DirBuilder::new().mode(0o770).create(&d) {

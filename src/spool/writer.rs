@@ -343,7 +343,7 @@ impl Writer {
             .map(nix::unistd::Pid::from_raw);
         self.plan.meta.pty = Some(pty.clone()).filter(|s| !s.is_empty());
         self.plan.meta.shell_pid = self.shell.map(|p| p.as_raw() as u32);
-        let _ = self.plan.meta.write(&self.plan.dir);
+        let _ = self.plan.meta.write_unsynced(&self.plan.dir);
         crate::syslog::session_start(&mut self.log, &self.plan.meta);
     }
 
