@@ -430,7 +430,7 @@ fn writer_signals() -> SigSet {
 }
 
 /// The spool writer detaches from the session: own session, no terminal, terminal signals ignored, cwd /.
-fn become_writer_process() {
+pub fn become_writer_process() {
     let _ = nix::unistd::setsid();
     sys::ignore_signals(&WRITER_IGNORES.map(|s| s as i32));
     let _ = sys::set_non_dumpable();

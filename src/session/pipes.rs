@@ -55,7 +55,7 @@ pub fn record(
     match sys::fork_single_threaded().context("cannot start the spool writer")? {
         Forked::Child => {
             drop(data_w);
-            detach_writer();
+            crate::cmd::session::become_writer_process();
             let mut plan = plan;
             plan.meta.writer_pid = std::process::id();
             std::process::exit(writer::run(plan, files, data_r));
@@ -127,33 +127,6 @@ fn prepare(cfg: &Config, who: &Who, command: Option<String>) -> Result<(WriterPl
         registration: None,
     };
     Ok((plan, files))
-}
-
-/// The writer leaves the session: own session id, terminal signals ignored, non-dumpable, stdio on /dev/null.
-fn detach_writer() {
-    let _ = nix::unistd::setsid();
-    sys::ignore_signals(&[
-        libc::SIGHUP,
-        libc::SIGINT,
-        libc::SIGQUIT,
-        libc::SIGTSTP,
-        libc::SIGTTIN,
-        libc::SIGTTOU,
-        libc::SIGPIPE,
-        libc::SIGUSR1,
-    ]);
-    let _ = sys::set_non_dumpable();
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
-    let _ = std::env::set_current_dir("/");
-    if let Ok(null) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-    {
-        let _ = nix::unistd::dup2_stdin(&null);
-        let _ = nix::unistd::dup2_stdout(&null);
-        let _ = nix::unistd::dup2_stderr(&null);
-    }
 }
 
 /// Spawn the command with piped stdout/stderr, copy both out unchanged and into the recording, report the end.
