@@ -640,6 +640,9 @@ impl Relay<'_> {
         }
         let el = since.elapsed();
         if self.escalation == 1 && el >= GRACE {
+            // A second SIGHUP first: an interactive bash ignores SIGTERM, and one caught while readline was busy
+            // can be swallowed (seen about once in four hangups at the prompt).
+            let _ = killpg(self.shell, Signal::SIGHUP);
             procs::signal_session(self.shell, Signal::SIGTERM);
             self.escalation = 2;
         } else if self.escalation == 2 && el >= GRACE * 2 {
