@@ -17,10 +17,9 @@ use nix::unistd::{Pid, User, pipe2};
 use time::{OffsetDateTime, UtcOffset};
 
 use crate::cli::Cli;
-use crate::config::{Config, OnError, TimingFormat};
+use crate::config::{Config, OnError};
 use crate::privilege::Privilege;
 use crate::record::meta::Meta;
-use crate::record::typescript;
 use crate::session::pty::Pty;
 use crate::session::relay::{self, Endpoints};
 use crate::session::signals::Signals;
@@ -249,38 +248,21 @@ fn prepare(cfg: &Config, shell: &ShellPlan, tty: Option<&str>) -> Result<Prepare
         lock: layout::try_lock(&dir)?.context("a fresh recording is locked by someone else")?,
     };
     let ws = sys::get_winsize(std::io::stdin().as_fd()).ok();
-    let login_uid = guard::login_uid().filter(|l| *l != shell.uid);
     let meta = Meta {
-        version: 1,
-        id: id.clone(),
-        user: shell.user.clone(),
-        uid: shell.uid,
-        login_uid,
-        login_user: login_uid
-            .and_then(|u| User::from_uid(u.into()).ok().flatten())
-            .map(|u| u.name),
-        host: nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_default(),
         tty: tty.map(str::to_string),
-        pty: None,
-        ssh_client: crate::session::ssh::ssh_client(),
         term: std::env::var("TERM").ok(),
-        shell: shell.shell.display().to_string(),
-        command: shell.command.clone(),
-        start: typescript::script_time(start_wall, offset),
-        start_unix: start_wall.unix_timestamp(),
         columns: ws.map(|w| w.ws_col).unwrap_or(80),
         lines: ws.map(|w| w.ws_row).unwrap_or(24),
-        timing_format: if format == TimingFormat::Advanced {
-            "advanced"
-        } else {
-            "classic"
-        }
-        .into(),
         input_recorded: cfg.record.input,
-        relay_pid: std::process::id(),
-        ..Meta::default()
+        ..Meta::new_recording(
+            &id,
+            &shell.user,
+            shell.uid,
+            &shell.shell.display().to_string(),
+            shell.command.clone(),
+            start_wall.to_offset(offset),
+            format,
+        )
     };
     // Not synced: the writer rewrites (and syncs) meta.json as soon as the shell runs, and an fsync here sits on the
     // login's critical path (0.7 ms on an idle disk, 10+ ms on a busy one).

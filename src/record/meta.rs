@@ -112,6 +112,46 @@ pub struct Meta {
 }
 
 impl Meta {
+    /// A new recording's meta: who (and the audit login user when it differs), where and when it started, and how
+    /// it is recorded. The session fills in the terminal fields.
+    pub fn new_recording(
+        id: &str,
+        user: &str,
+        uid: u32,
+        shell: &str,
+        command: Option<String>,
+        // In the local offset the recording's times are written in.
+        start: time::OffsetDateTime,
+        timing: crate::config::TimingFormat,
+    ) -> Meta {
+        let login_uid = crate::spool::guard::login_uid().filter(|l| *l != uid);
+        Meta {
+            version: 1,
+            id: id.to_string(),
+            user: user.to_string(),
+            uid,
+            login_uid,
+            login_user: login_uid
+                .and_then(|u| nix::unistd::User::from_uid(u.into()).ok().flatten())
+                .map(|u| u.name),
+            host: nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            ssh_client: crate::session::ssh::ssh_client(),
+            shell: shell.to_string(),
+            command,
+            start: crate::record::typescript::script_time(start, start.offset()),
+            start_unix: start.unix_timestamp(),
+            timing_format: match timing {
+                crate::config::TimingFormat::Advanced => "advanced",
+                crate::config::TimingFormat::Classic => "classic",
+            }
+            .into(),
+            relay_pid: std::process::id(),
+            ..Meta::default()
+        }
+    }
+
     pub fn read(path: &Path) -> Result<Meta> {
         let text =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;

@@ -17,13 +17,12 @@ use std::process::{Command, ExitCode, Stdio};
 use anyhow::{Context, Result};
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::unistd::{User, pipe2};
+use nix::unistd::pipe2;
 use time::{OffsetDateTime, UtcOffset};
 
 use crate::config::Config;
 use crate::privilege::Privilege;
 use crate::record::meta::Meta;
-use crate::record::typescript;
 use crate::session::gate::Who;
 use crate::spool::frames::{self, Kind};
 use crate::spool::guard;
@@ -84,35 +83,16 @@ fn prepare(cfg: &Config, who: &Who, command: Option<String>) -> Result<(WriterPl
         commands: layout::create_exclusive(&dir, layout::COMMANDS, 0o640)?,
         lock: layout::try_lock(&dir)?.context("a fresh recording is locked by someone else")?,
     };
-    let login_uid = guard::login_uid().filter(|l| *l != who.uid);
     let format = cfg.record.timing;
-    let meta = Meta {
-        version: 1,
-        id,
-        user: who.user.clone(),
-        uid: who.uid,
-        login_uid,
-        login_user: login_uid
-            .and_then(|u| User::from_uid(u.into()).ok().flatten())
-            .map(|u| u.name),
-        host: nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        ssh_client: super::ssh::ssh_client(),
-        shell: who.shell.display().to_string(),
+    let meta = Meta::new_recording(
+        &id,
+        &who.user,
+        who.uid,
+        &who.shell.display().to_string(),
         command,
-        start: typescript::script_time(start_wall, offset),
-        start_unix: start_wall.unix_timestamp(),
-        columns: 0,
-        lines: 0,
-        timing_format: match format {
-            crate::config::TimingFormat::Advanced => "advanced",
-            crate::config::TimingFormat::Classic => "classic",
-        }
-        .into(),
-        relay_pid: std::process::id(),
-        ..Meta::default()
-    };
+        start_wall.to_offset(offset),
+        format,
+    );
     meta.write(&dir)?;
     let plan = WriterPlan {
         cfg: cfg.clone(),
