@@ -223,6 +223,13 @@ fn sigkill_of_both_processes_is_recovered_and_delivered_by_flush() {
     t.expect("before-double-kill", T);
     let (dir, writer) = active_writer(&env);
     wait_file_contains(&dir.join("typescript"), "before-double-kill\r\n");
+    // Stop the relay first: otherwise it notices the writer's death and ends the session itself before its own
+    // SIGKILL arrives (a race the test would lose under load).
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(t.pid as i32),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
     kill9(writer);
     kill9(t.pid);
     t.wait(T);

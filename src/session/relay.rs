@@ -36,10 +36,8 @@ const DRAIN_MAX: Duration = Duration::from_secs(2);
 const GRACE: Duration = Duration::from_millis(1000);
 /// After the SIGKILL round, how long to wait for the PTY to report that nobody holds it any more.
 const KILL_SETTLE: Duration = Duration::from_millis(300);
-/// The most one read(2) of a PTY master returns (the tty layer's limit).
-const PTY_READ_MAX: usize = 4095;
-/// Bytes read from the PTY per loop turn at most.
-const BATCH: usize = 64 << 10;
+/// One read(2) of a terminal or PTY master (the tty layer hands out at most 4095 bytes per read).
+const BATCH: usize = 16 << 10;
 
 pub struct Endpoints {
     /// The user's terminal, reopened non-blocking (reads keystrokes; writes output when `out` is None).
@@ -447,37 +445,26 @@ impl Relay<'_> {
         }
     }
 
-    /// Read what the PTY has (up to BATCH) and pass it on as one chunk: first as one frame into the writer's pipe
-    /// (so whatever the user sees is already safe from a SIGKILL of the relay), then to the user's terminal,
-    /// directly when nothing is queued for it.
+    /// Read what the PTY has (one read: the tty layer hands out at most 4095 bytes, and a second read of a PTY that
+    /// was just emptied is not free: it waits for the kernel's buffer-flush work even when non-blocking) and pass it
+    /// on as one chunk: first as one frame into the writer's pipe (so whatever the user sees is already safe from a
+    /// SIGKILL of the relay), then to the user's terminal, directly when nothing is queued for it.
     fn read_master(&mut self) {
         let mut n = 0;
         let mut ts = 0;
-        while n < BATCH {
-            match read(&self.ep.master, &mut self.batch[n..]) {
-                Ok(0) => {
-                    self.master_eof = true;
-                    break;
-                }
+        loop {
+            match read(&self.ep.master, &mut self.batch) {
+                Ok(0) => self.master_eof = true,
                 Ok(k) => {
-                    if n == 0 {
-                        ts = monotonic_ns();
-                    }
-                    n += k;
-                    // The tty layer hands out at most 4095 bytes per read: only a full read hints at more. Reading
-                    // an empty PTY again is not free (it waits on the kernel's flush work even when non-blocking).
-                    if k < PTY_READ_MAX {
-                        break;
-                    }
+                    ts = monotonic_ns();
+                    n = k;
                 }
-                Err(Errno::EINTR) => {}
-                Err(Errno::EAGAIN) => break,
-                Err(_) => {
-                    // EIO: every holder of the slave has closed it.
-                    self.master_eof = true;
-                    break;
-                }
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => {}
+                // EIO: every holder of the slave has closed it.
+                Err(_) => self.master_eof = true,
             }
+            break;
         }
         if n == 0 {
             return;
