@@ -7,7 +7,9 @@
 #
 # The session prints SIZE_MIB of log-like terminal text (`cat` of a generated file) through the real PTY recorder.
 # Measured per run, from the moment the session's `auditty session` process exits:
-#   finalize+compress  until the recording appears in queue/ (footer, fsync, gzip + SHA-256 of every file, rename)
+#   finalize+compress  until the recording appears in queue/ (footer, fsync, gzip + SHA-256 of every file, rename;
+#                      the gzip only because a transport is configured: with mail.transport = "none" nothing is
+#                      compressed)
 #   send               from then until msmtpd has received the whole message
 #   total              exit -> message received
 #   compress_ms/send_ms  the writer's own measurements (meta.json): gzip + SHA-256 + queue, and build + send

@@ -1,6 +1,8 @@
 //! The queue: nothing is lost while the mail system is down or refuses, `flush` delivers exactly once (also when
 //! several run at once), permanent refusals go to failed/ and come back with `flush --all`, cleanup never deletes a
 //! recording that is not delivered, and a full disk does not break the user's session nor lose what was queued.
+//! Without a transport recordings stay uncompressed in the queue (scriptreplay plays them there); flush compresses
+//! and mails them once a transport is configured.
 
 mod common;
 
@@ -423,4 +425,173 @@ fn flush_leaves_a_live_recording_alone() {
     assert_eq!(msgs.len(), 1);
     assert!(msgs[0].header("Subject").unwrap().ends_with(", exit 4)"));
     assert!(!msgs[0].body.contains("INCOMPLETE"), "{}", msgs[0].body);
+}
+
+/// Names of the files in a recording directory, sorted, without `.lock`.
+fn files_of(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().into_string().unwrap())
+        .filter(|n| n != ".lock")
+        .collect();
+    v.sort();
+    v
+}
+
+/// Record one session with `mail.transport = "none"` and wait until it is queued and its writer is gone.
+fn queued_without_transport(env: &Env, cmd: &str, shows: &str) -> PathBuf {
+    let mut t = session(env, cmd);
+    t.expect(shows, T);
+    t.wait(T);
+    let q = env.wait_for("queue", 1, T);
+    assert_eq!(q.len(), 1, "active: {:?}", env.recordings("active"));
+    wait_gone(meta(&q[0])["writer_pid"].as_u64().unwrap() as u32);
+    q[0].clone()
+}
+
+const PLAIN_SESSION: &str = "printf 'plain-spool\\n'; printf '\\033[1mbold\\033[0m caf\\303\\251 \\001\\n'; head -c 20000 /dev/zero | tr '\\0' y; echo; exit 4";
+
+#[test]
+fn without_transport_the_queue_keeps_plain_files_that_scriptreplay_plays() {
+    let env = env_with("", "transport = \"none\"\n");
+    let dir = queued_without_transport(&env, PLAIN_SESSION, "plain-spool");
+    let id = name(&dir);
+    assert_eq!(
+        files_of(&dir),
+        ["commands.log", "meta.json", "timing", "typescript"],
+        "no compression without a transport"
+    );
+    // The sums in meta.json are those of the files (computed by the real sha256sum).
+    let m = meta(&dir);
+    for f in ["typescript", "timing", "commands.log"] {
+        let want = &m["files"][f];
+        assert_eq!(want["sha256"], sha256sum(&dir.join(f)), "{f}: {m}");
+        assert_eq!(
+            want["size"],
+            std::fs::metadata(dir.join(f)).unwrap().len(),
+            "{f}"
+        );
+    }
+    assert!(m["files"].get("typescript.gz").is_none(), "{m}");
+    assert!(m["queued_unix"].as_i64().is_some(), "{m}");
+    assert_eq!(m["attempts"], 0, "no delivery attempt without a transport");
+    // util-linux scriptreplay plays the spool's files as they are, byte for byte (plus its own final newline).
+    let ts = std::fs::read(dir.join("typescript")).unwrap();
+    let body = typescript_body(&ts).to_vec();
+    assert!(
+        String::from_utf8_lossy(&body).contains("plain-spool\r\n\x1b[1mbold\x1b[0m café \x01\r\n")
+    );
+    let o = Command::new("scriptreplay")
+        .args(["-t", "timing", "typescript", "-m", "0.0001"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let mut want = body.clone();
+    want.push(b'\n');
+    assert_eq!(
+        o.stdout, want,
+        "scriptreplay output differs from the typescript"
+    );
+    // auditty play, verify and list read the plain files too.
+    let p = run(&env, &["play", "--max-delay", "0", &id]);
+    assert!(p.status.success(), "{}", text(&p));
+    assert_eq!(p.stdout, body);
+    let v = run(&env, &["verify", &id]);
+    assert!(v.status.success(), "{}", text(&v));
+    assert!(
+        String::from_utf8_lossy(&v.stdout).contains("OK       typescript "),
+        "{}",
+        text(&v)
+    );
+    let l = run(&env, &["list", "--state", "queue"]);
+    assert!(
+        String::from_utf8_lossy(&l.stdout).contains(&id),
+        "{}",
+        text(&l)
+    );
+    // flush without a transport leaves it alone.
+    let f = run(&env, &["flush"]);
+    assert!(f.status.success() && f.stdout.is_empty(), "{}", text(&f));
+    assert_eq!(
+        files_of(&dir),
+        ["commands.log", "meta.json", "timing", "typescript"]
+    );
+}
+
+#[test]
+fn flush_after_a_transport_is_configured_compresses_and_mails_a_plain_recording() {
+    let mut mta = Mta::down();
+    let env = env_with("", "transport = \"none\"\n");
+    let dir = queued_without_transport(&env, PLAIN_SESSION, "plain-spool");
+    let id = name(&dir);
+    let ts = std::fs::read(dir.join("typescript")).unwrap();
+    let tm = std::fs::read(dir.join("timing")).unwrap();
+    let queued_sums = meta(&dir)["files"].clone();
+
+    // The administrator configures a transport; the mail system is still down: flush compresses the recording
+    // (the attempt fails and it stays queued), and the queue holds only the .gz files.
+    set_config(&env, "", &smtp_mail(&mta.url()));
+    let f = run(&env, &["flush"]);
+    assert_eq!(f.status.code(), Some(75), "{}", text(&f));
+    assert_eq!(
+        files_of(&dir),
+        ["commands.log", "meta.json", "timing.gz", "typescript.gz"],
+        "compressed, no raw file left"
+    );
+    assert!(!files_of(&dir).iter().any(|n| n.starts_with('.')));
+    let m = meta(&dir);
+    assert_eq!(m["attempts"], 1, "{m}");
+    assert!(m["compress_ms"].as_u64().is_some(), "{m}");
+    for f in ["typescript", "timing"] {
+        assert_eq!(m["files"][f], queued_sums[f], "the sums taken when queued");
+        assert_eq!(
+            m["files"][format!("{f}.gz")]["sha256"],
+            sha256sum(&dir.join(format!("{f}.gz")))
+        );
+    }
+    assert_eq!(m["write_errors"], serde_json::json!([]), "{m}");
+    assert_eq!(
+        read(&dir.join("typescript")),
+        ts,
+        "the .gz holds the recorded bytes"
+    );
+    let v = run(&env, &["verify", &id]);
+    assert!(v.status.success(), "{}", text(&v));
+
+    // The mail system is back: the next flush mails it once, with attachments that unpack to the recorded bytes.
+    mta.up();
+    let f = run(&env, &["flush"]);
+    assert!(f.status.success(), "{}", text(&f));
+    assert!(
+        String::from_utf8_lossy(&f.stdout).contains(&format!("sent {id}")),
+        "{}",
+        text(&f)
+    );
+    let msgs = mta.wait_for(1, T);
+    assert_eq!(msgs.len(), 1);
+    let m = &msgs[0];
+    let names: Vec<&str> = m.attachments.iter().map(|a| a.0.as_str()).collect();
+    assert_eq!(names, ["typescript.gz", "timing.gz"]);
+    let (replayed, got_ts, unpacked) = gunzip_and_replay(m);
+    assert_eq!(
+        got_ts, ts,
+        "typescript.gz unpacks to the recorded typescript"
+    );
+    assert_eq!(std::fs::read(unpacked.path().join("timing")).unwrap(), tm);
+    let mut want = typescript_body(&ts).to_vec();
+    want.push(b'\n');
+    assert_eq!(replayed, want);
+    assert!(env.recordings("queue").is_empty());
+    let sent = env.recordings("sent");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        files_of(&sent[0]),
+        ["commands.log", "meta.json", "timing.gz", "typescript.gz"]
+    );
+    assert_eq!(
+        read(&sent[0].join("typescript.gz")),
+        read(&m.attachment("typescript.gz"))
+    );
 }

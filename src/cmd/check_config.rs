@@ -188,7 +188,7 @@ fn binary(r: &mut Report, gid: Option<u32>) {
 fn keys(r: &mut Report, cfg: &Config) {
     let m = &cfg.mail;
     if m.transport == "none" {
-        r.warn("mail.transport = \"none\": recordings stay in the spool and are never mailed");
+        r.warn("mail.transport = \"none\": recordings stay in the spool, uncompressed, and are never mailed");
     } else if m.to.is_empty() {
         r.error(format!(
             "mail.to: no auditor address, but mail.transport = {:?}: nothing could be delivered",

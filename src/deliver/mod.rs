@@ -1,10 +1,12 @@
-//! Delivery: compress a finished recording, queue it, and mail it to the auditors until the mail system accepts it.
+//! Delivery: queue a finished recording, compress it, and mail it to the auditors until the mail system accepts it.
+//! With `mail.transport = "none"` nothing is mailed, and recordings stay uncompressed in the queue.
 //!
 //! - `compress`: gzip + SHA-256 in one pass.
 //! - `timing`: reading timing files back (orphan repair, head+tail excerpts).
 //! - `body`: the text an auditor reads, and escaping of user-controlled text.
 //! - `mail`: attachments, the lettre message, transports (sendmail, SMTP, STARTTLS, SMTPS).
-//! - `queue`: enqueue, deliver with backoff, flush with orphan recovery, cleanup.
+//! - `queue`: enqueue, compress (when a transport is configured), deliver with backoff, flush with orphan recovery,
+//!   cleanup.
 
 pub mod body;
 pub mod compress;
@@ -20,7 +22,8 @@ use crate::spool::layout::{Spool, State};
 use crate::syslog::Logger;
 
 /// Called by the spool writer, which holds the recording's lock, once the files in active/<id> are complete:
-/// compress, record the sums in `meta`, and move the recording to queue/ atomically.
+/// record the sums in `meta`, compress when a mail transport is configured, and move the recording to queue/
+/// atomically.
 pub fn enqueue_finished(cfg: &Config, spool: &Spool, meta: &mut Meta) -> Result<()> {
     queue::enqueue(cfg, spool, meta)
 }

@@ -1,5 +1,6 @@
-//! The delivery queue: enqueue (compress, sums, fsync, atomic rename), deliver with backoff, permanent failures,
-//! `flush` with orphan recovery, and spool cleanup (keep_days, max_size) that never deletes a queued recording.
+//! The delivery queue: enqueue (sums, gzip when a mail transport is configured, fsync, atomic rename), deliver
+//! (gzip first what is still uncompressed) with backoff, permanent failures, `flush` with orphan recovery, and spool
+//! cleanup (keep_days, max_size) that never deletes a queued recording.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -15,7 +16,7 @@ use crate::deliver::body;
 use crate::deliver::compress;
 use crate::deliver::mail::{self, TransportSpec};
 use crate::deliver::timing::Timing;
-use crate::record::meta::{EndReason, Meta};
+use crate::record::meta::{EndReason, FileSum, Meta};
 use crate::record::typescript;
 use crate::spool::layout::{self, Spool, State};
 use crate::syslog::Logger;
@@ -36,36 +37,150 @@ pub fn backoff(cfg: &Config, attempts: u32) -> u64 {
         .min(cfg.mail.retry_max)
 }
 
-/// Compress the finished recording in active/<id>, record the sums, and move it to queue/ atomically.
-/// The caller holds the recording's lock. Compression problems (e.g. a full disk) do not stop the queueing: the
-/// uncompressed files are kept and compressed in memory when the mail is built.
-pub fn enqueue(cfg: &Config, spool: &Spool, meta: &mut Meta) -> Result<()> {
-    let started = std::time::Instant::now();
-    let id = meta.id.clone();
-    let dir = spool.recording_dir(State::Active, &id);
-    let mut all_compressed = true;
+/// The data files of a recording, the ones delivery compresses into `<name>.gz`.
+pub const DATA_FILES: [&str; 3] = [layout::TYPESCRIPT, layout::TIMING, layout::INPUT];
+
+/// Is a mail transport configured? With `none` nothing is mailed, so nothing is compressed either. A transport that
+/// does not parse counts as configured: the delivery attempt reports it.
+pub fn transport_configured(cfg: &Config) -> bool {
+    !matches!(
+        TransportSpec::parse(&cfg.mail.transport),
+        Ok(TransportSpec::None)
+    )
+}
+
+/// Add `msg` to the recording's problems, unless it is there already (a retried step would repeat it).
+fn note_problem(meta: &mut Meta, msg: String) {
+    if !meta.write_errors.contains(&msg) {
+        meta.write_errors.push(msg);
+    }
+}
+
+/// Record the sums of the uncompressed `name` computed now. When meta.json already holds other sums for it (taken
+/// when it was queued), those are kept, so `auditty verify` shows the mismatch, and the change is noted.
+fn record_raw_sum(meta: &mut Meta, name: &str, sum: FileSum) {
+    match meta.files.get(name) {
+        Some(old) if *old != sum => {
+            let msg = format!(
+                "{name} changed after it was queued: meta.json recorded {} bytes sha256 {}, it now holds {} bytes \
+                 sha256 {} (the recorded sums are kept)",
+                old.size, old.sha256, sum.size, sum.sha256
+            );
+            note_problem(meta, msg);
+        }
+        Some(_) => {}
+        None => {
+            meta.files.insert(name.to_string(), sum);
+        }
+    }
+}
+
+/// Temporary files a compression interrupted by a crash left behind (`.<name>.gz.XXXXXX`).
+fn remove_stale_temporaries(dir: &Path, gz_name: &str) {
+    let prefix = format!(".{gz_name}.");
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(&prefix))
+            {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// gzip every data file of the recording in `dir` that is still uncompressed into `<name>.gz` (`level`), and record
+/// the sums of both in `meta.files`. Used when a recording is queued with a transport configured, and before a mail
+/// is built from a recording queued uncompressed (`mail.transport = "none"` at the time). The caller holds the
+/// recording's lock. Returns whether there was anything to compress.
+///
+/// Safe against a crash at any point: each `.gz` is written to a temporary file, fsynced and renamed into place; the
+/// directory is synced and meta.json (with the new sums) written before any uncompressed file is removed. A raw file
+/// still present is always compressed again, so a `.gz` left next to it by an interrupted run is redone. A file that
+/// cannot be compressed (e.g. the disk is full) stays uncompressed, is noted in `meta.write_errors`, and is
+/// compressed in memory when the mail is built.
+pub fn compress_recording(level: u32, dir: &Path, meta: &mut Meta) -> bool {
     let mut done_raw = Vec::new();
-    for name in [layout::TYPESCRIPT, layout::TIMING, layout::INPUT] {
+    let mut any = false;
+    for name in DATA_FILES {
         let raw = dir.join(name);
-        let gz_name = format!("{name}.gz");
         if !raw.exists() {
             continue;
         }
-        match compress::gzip_file(&raw, &dir, &gz_name, cfg.mail.compress_level) {
+        any = true;
+        let gz_name = format!("{name}.gz");
+        remove_stale_temporaries(dir, &gz_name);
+        match compress::gzip_file(&raw, dir, &gz_name, level) {
             Ok((r, g)) => {
-                meta.files.insert(name.to_string(), r);
+                record_raw_sum(meta, name, r);
                 meta.files.insert(gz_name, g);
                 done_raw.push(raw);
             }
             Err(e) => {
-                all_compressed = false;
                 let _ = std::fs::remove_file(dir.join(&gz_name));
                 meta.files.remove(&gz_name);
-                if let Ok(r) = compress::sum_file(&raw) {
-                    meta.files.insert(name.to_string(), r);
+                match compress::sum_file(&raw) {
+                    Ok(r) => record_raw_sum(meta, name, r),
+                    Err(e) => note_problem(meta, format!("{e:#}")),
                 }
-                meta.write_errors
-                    .push(format!("compressing {name} (kept uncompressed): {e:#}"));
+                note_problem(
+                    meta,
+                    format!("compressing {name} (kept uncompressed): {e:#}"),
+                );
+            }
+        }
+    }
+    if done_raw.is_empty() {
+        return any;
+    }
+    // The .gz files' names must be on disk, and their sums in meta.json, before an uncompressed file goes.
+    let kept = |meta: &mut Meta, why: String| {
+        note_problem(
+            meta,
+            format!("{why}; the uncompressed files are kept next to their .gz"),
+        )
+    };
+    if let Err(e) = compress::sync_dir(dir) {
+        kept(meta, format!("{e:#}"));
+        return true;
+    }
+    if let Err(e) = meta.write(dir) {
+        kept(meta, format!("meta.json: {e:#}"));
+        return true;
+    }
+    for raw in done_raw {
+        if let Err(e) = std::fs::remove_file(&raw) {
+            note_problem(
+                meta,
+                format!("cannot remove {} after compressing it: {e}", raw.display()),
+            );
+        }
+    }
+    let _ = compress::sync_dir(dir);
+    true
+}
+
+/// Queue the finished recording in active/<id>: record the sums of its files, and move it to queue/ atomically. With
+/// a mail transport configured its data files are compressed first (`compress_recording`); with `none` they stay
+/// as they are (plain `typescript`, `timing`, `input`, which `scriptreplay` plays directly) and are compressed only
+/// when a transport is configured later and `deliver` builds the mail. The caller holds the recording's lock.
+/// Compression problems (e.g. a full disk) do not stop the queueing.
+pub fn enqueue(cfg: &Config, spool: &Spool, meta: &mut Meta) -> Result<()> {
+    let started = std::time::Instant::now();
+    let id = meta.id.clone();
+    let dir = spool.recording_dir(State::Active, &id);
+    if transport_configured(cfg) {
+        compress_recording(cfg.mail.compress_level, &dir, meta);
+    } else {
+        for name in DATA_FILES {
+            let raw = dir.join(name);
+            if !raw.exists() {
+                continue;
+            }
+            match compress::sum_file(&raw) {
+                Ok(r) => record_raw_sum(meta, name, r),
+                Err(e) => note_problem(meta, format!("sha256 of {name}: {e:#}")),
             }
         }
     }
@@ -79,11 +194,6 @@ pub fn enqueue(cfg: &Config, spool: &Spool, meta: &mut Meta) -> Result<()> {
     }
     if let Err(e) = meta.write(&dir) {
         meta.write_errors.push(format!("meta.json: {e:#}"));
-    }
-    if all_compressed {
-        for raw in done_raw {
-            let _ = std::fs::remove_file(raw);
-        }
     }
     let _ = compress::sync_dir(&dir);
     spool
@@ -114,14 +224,16 @@ pub fn deliver(
     meta: &mut Meta,
     log: &mut Logger,
 ) -> Outcome {
-    if matches!(
-        TransportSpec::parse(&cfg.mail.transport),
-        Ok(TransportSpec::None)
-    ) {
+    if !transport_configured(cfg) {
         return Outcome::Disabled;
     }
     let id = meta.id.clone();
     let dir = spool.recording_dir(state, &id);
+    // Queued while mail.transport was none (or compression failed then): compress before the mail is built.
+    let started = std::time::Instant::now();
+    if compress_recording(cfg.mail.compress_level, &dir, meta) {
+        meta.compress_ms = Some(started.elapsed().as_millis() as u64);
+    }
     meta.attempts += 1;
     let started = std::time::Instant::now();
     let result = mail::build(cfg, &dir, meta)
@@ -620,6 +732,127 @@ mod tests {
         assert!(meta.end.is_some());
         let back = Meta::read(&d.path().join("meta.json")).unwrap();
         assert_eq!(back.end_reason, Some(EndReason::Incomplete));
+    }
+
+    fn gunzip(p: &Path) -> Vec<u8> {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(File::open(p).unwrap())
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    }
+
+    fn names(d: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A finished recording in active/<id> of a fresh spool.
+    fn finished(ts: &[u8], tm: &[u8]) -> (tempfile::TempDir, Spool, Meta) {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::new(d.path());
+        spool.ensure().unwrap();
+        let meta = Meta {
+            id: "20261122T090000Z-a-000000000002".into(),
+            end: Some("2026-11-22 10:00:05+01:00".into()),
+            ..Meta::default()
+        };
+        let dir = spool.create_active(&meta.id).unwrap();
+        std::fs::write(dir.join(layout::TYPESCRIPT), ts).unwrap();
+        std::fs::write(dir.join(layout::TIMING), tm).unwrap();
+        std::fs::write(dir.join(layout::COMMANDS), b"").unwrap();
+        meta.write(&dir).unwrap();
+        (d, spool, meta)
+    }
+
+    fn with_transport(t: &str) -> Config {
+        let mut cfg = Config::default();
+        cfg.mail.transport = t.into();
+        cfg
+    }
+
+    #[test]
+    fn enqueue_without_transport_keeps_plain_files_and_records_their_sums() {
+        let (_d, spool, mut meta) = finished(b"Script started\nhello\r\n", b"0.100000 7\n");
+        enqueue(&with_transport("none"), &spool, &mut meta).unwrap();
+        let q = spool.recording_dir(State::Queue, &meta.id);
+        assert_eq!(
+            names(&q),
+            ["commands.log", "meta.json", "timing", "typescript"]
+        );
+        let back = Meta::read(&q.join(layout::META)).unwrap();
+        assert_eq!(
+            back.files[layout::TYPESCRIPT],
+            compress::sum_bytes(b"Script started\nhello\r\n")
+        );
+        assert_eq!(
+            back.files[layout::TIMING],
+            compress::sum_bytes(b"0.100000 7\n")
+        );
+        assert!(!back.files.contains_key("typescript.gz"));
+        assert!(back.queued_unix.is_some() && back.write_errors.is_empty());
+    }
+
+    #[test]
+    fn enqueue_with_transport_compresses() {
+        let (_d, spool, mut meta) = finished(b"Script started\nhello\r\n", b"0.100000 7\n");
+        enqueue(&with_transport("sendmail"), &spool, &mut meta).unwrap();
+        let q = spool.recording_dir(State::Queue, &meta.id);
+        assert_eq!(
+            names(&q),
+            ["commands.log", "meta.json", "timing.gz", "typescript.gz"]
+        );
+        assert_eq!(
+            gunzip(&q.join("typescript.gz")),
+            b"Script started\nhello\r\n"
+        );
+        let back = Meta::read(&q.join(layout::META)).unwrap();
+        for n in ["typescript", "typescript.gz", "timing", "timing.gz"] {
+            assert!(back.files.contains_key(n), "{n}: {:?}", back.files);
+        }
+    }
+
+    #[test]
+    fn compress_later_redoes_partial_work_and_keeps_the_queued_sums() {
+        let ts = b"Script started\nhello\r\n".to_vec();
+        let (_d, spool, mut meta) = finished(&ts, b"0.100000 7\n");
+        enqueue(&with_transport("none"), &spool, &mut meta).unwrap();
+        let q = spool.recording_dir(State::Queue, &meta.id);
+        // An earlier run was interrupted: a truncated typescript.gz next to the raw file, a temporary file.
+        std::fs::write(q.join("typescript.gz"), b"\x1f\x8b\x08").unwrap();
+        std::fs::write(q.join(".timing.gz.AbC123"), b"\x1f\x8b").unwrap();
+        assert!(compress_recording(6, &q, &mut meta));
+        assert_eq!(
+            names(&q),
+            ["commands.log", "meta.json", "timing.gz", "typescript.gz"]
+        );
+        assert_eq!(gunzip(&q.join("typescript.gz")), ts);
+        let back = Meta::read(&q.join(layout::META)).unwrap();
+        assert_eq!(back.files["typescript"], compress::sum_bytes(&ts));
+        assert_eq!(
+            back.files["typescript.gz"],
+            compress::sum_file(&q.join("typescript.gz")).unwrap()
+        );
+        assert!(back.write_errors.is_empty(), "{:?}", back.write_errors);
+        // Nothing left to do.
+        assert!(!compress_recording(6, &q, &mut meta));
+
+        // A raw file changed after queueing: the queued sum stays, the change is reported.
+        let (_d2, spool2, mut meta2) = finished(&ts, b"0.100000 7\n");
+        enqueue(&with_transport("none"), &spool2, &mut meta2).unwrap();
+        let q2 = spool2.recording_dir(State::Queue, &meta2.id);
+        std::fs::write(q2.join("typescript"), b"Script started\nforged\r\n").unwrap();
+        assert!(compress_recording(6, &q2, &mut meta2));
+        assert_eq!(meta2.files["typescript"], compress::sum_bytes(&ts));
+        assert!(
+            meta2.write_errors[0].starts_with("typescript changed after it was queued"),
+            "{:?}",
+            meta2.write_errors
+        );
     }
 
     #[test]

@@ -106,7 +106,8 @@ pub struct Meta {
     pub mail_truncated: bool,
     /// Recipients of the delivered mail.
     pub sent_to: Vec<String>,
-    /// How long compressing and queueing took (ms), and the last delivery attempt (ms): for capacity planning.
+    /// How long queueing (sums, and gzip when a transport is configured) or a later compression at delivery took
+    /// (ms), and the last delivery attempt (ms): for capacity planning.
     pub compress_ms: Option<u64>,
     pub send_ms: Option<u64>,
 }

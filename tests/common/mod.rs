@@ -89,7 +89,7 @@ pub fn spawn_session(env: &Env, args: &[&str], timeout_ms: u64) -> rexpect::sess
 }
 
 /// The bytes of `p`; for a recording's data file that delivery has compressed (`typescript` → `typescript.gz` once
-/// the recording is queued), the decompressed `p.gz`.
+/// the recording is queued with a mail transport configured, or mailed), the decompressed `p.gz`.
 pub fn read(p: &Path) -> Vec<u8> {
     match std::fs::read(p) {
         Ok(b) => b,

@@ -10,12 +10,18 @@ use crate::common::Env;
 /// An `Env` whose config has the given `[spool]` extras and `[mail]` section body.
 pub fn env_with(spool_extra: &str, mail: &str) -> Env {
     let env = Env::new("");
+    set_config(&env, spool_extra, mail);
+    env
+}
+
+/// Rewrite the env's config with the given `[spool]` extras and `[mail]` section body (as an administrator changes
+/// it between sessions).
+pub fn set_config(env: &Env, spool_extra: &str, mail: &str) {
     let text = format!(
         "[spool]\ndir = {:?}\nrun_dir = {:?}\n{spool_extra}\n[syslog]\ntarget = \"none\"\n[mail]\n{mail}\n",
         env.spool, env.run
     );
     std::fs::write(&env.config, text).unwrap();
-    env
 }
 
 /// The `[mail]` lines for an SMTP transport to `url`, retrying at once (retry_min = 0) so `flush` finds it due.
