@@ -18,9 +18,13 @@ fn main() {
     if std::env::var_os("AUDITTY_KEEP_SYMBOLS").is_none() {
         println!("cargo:rustc-link-arg-bins=-Wl,--strip-all");
     }
-    let list = Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("link/symbol-order.txt");
+    let list =
+        Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("link/symbol-order.txt");
     if list.exists() && std::env::var_os("AUDITTY_NO_SYMBOL_ORDER").is_none() && uses_rust_lld() {
-        println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}", list.display());
+        println!(
+            "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
+            list.display()
+        );
         println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
     }
 }
@@ -32,13 +36,22 @@ fn uses_rust_lld() -> bool {
     if target != "x86_64-unknown-linux-gnu" {
         return false;
     }
-    let linker_var = format!("CARGO_TARGET_{}_LINKER", target.to_uppercase().replace('-', "_"));
+    let linker_var = format!(
+        "CARGO_TARGET_{}_LINKER",
+        target.to_uppercase().replace('-', "_")
+    );
     let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
-    if std::env::var_os(linker_var).is_some() || flags.contains("linker") || flags.contains("fuse-ld") {
+    if std::env::var_os(linker_var).is_some()
+        || flags.contains("linker")
+        || flags.contains("fuse-ld")
+    {
         return false;
     }
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let Ok(out) = std::process::Command::new(rustc).args(["--print", "sysroot"]).output() else {
+    let Ok(out) = std::process::Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+    else {
         return false;
     };
     let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();

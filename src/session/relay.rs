@@ -19,7 +19,10 @@ use crate::spool::writer::monotonic_ns;
 use crate::sys;
 
 /// Most bytes queued towards the user's terminal or the shell before we stop reading the other side.
-const QUEUE_CAP: usize = 1 << 20;
+const QUEUE_CAP: usize = 256 << 10;
+/// Input goes to the shell only while less than this waits for the user's terminal: what the shell's terminal echoes
+/// must find room here, or the kernel would drop echo characters (a big paste into `cat` with echo on).
+const ECHO_ROOM: usize = QUEUE_CAP / 2;
 /// Most frame bytes queued for a slow writer before the relay stops reading the PTY (backpressure). The pipe
 /// itself holds 1 MiB more; keeping this small keeps the relay's memory small under bulk output.
 const WRITER_CAP: usize = 256 << 10;
@@ -268,7 +271,7 @@ impl Relay<'_> {
                     // while output is still waiting in the PTY.
                     self.last_output = Instant::now();
                 }
-                if !self.to_shell.is_empty() {
+                if self.may_feed_shell() {
                     ev |= libc::POLLOUT;
                 }
                 fds[MASTER] = pollfd(&self.ep.master, ev);
@@ -309,7 +312,7 @@ impl Relay<'_> {
             if rev(MASTER) & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
                 self.read_master();
             }
-            if !self.to_shell.is_empty() && !self.master_eof {
+            if self.may_feed_shell() && !self.master_eof {
                 match self.to_shell.write_to(&self.ep.master) {
                     Ok(()) => {}
                     Err(_) => self.to_shell.clear(),
@@ -330,6 +333,11 @@ impl Relay<'_> {
             }
             self.escalate();
         }
+    }
+
+    /// Input waits while the user's terminal is behind (see ECHO_ROOM).
+    fn may_feed_shell(&self) -> bool {
+        !self.to_shell.is_empty() && self.to_user.len() < ECHO_ROOM
     }
 
     /// Poll timeout (ms): none while nothing is pending, else the nearest deadline we must act on.
