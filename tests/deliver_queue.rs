@@ -406,7 +406,17 @@ fn flush_leaves_a_live_recording_alone() {
     let mut t = session(&env, "echo waiting-for-input; read x; echo got-$x; exit 4");
     t.expect("waiting-for-input", T);
     let (dir, writer) = active_writer(&env);
-    // The writer holds the recording's lock for the whole session: flush must neither complete nor move it.
+    // The writer holds the recording's lock (a flock on the recording directory itself, no lock file) for the whole
+    // session: flush must neither complete nor move it.
+    assert!(!dir.join(".lock").exists());
+    assert!(
+        nix::fcntl::Flock::lock(
+            std::fs::File::open(&dir).unwrap(),
+            nix::fcntl::FlockArg::LockSharedNonblock
+        )
+        .is_err(),
+        "the live recording's directory is locked"
+    );
     for _ in 0..2 {
         let f = run(&env, &["flush"]);
         assert!(f.status.success() && f.stdout.is_empty(), "{}", text(&f));
@@ -594,4 +604,55 @@ fn flush_after_a_transport_is_configured_compresses_and_mails_a_plain_recording(
         read(&sent[0].join("typescript.gz")),
         read(&m.attachment("typescript.gz"))
     );
+}
+
+/// Wait (bounded) until nobody holds the lock of the recording directory `dir` (its writer has exited).
+fn wait_unlocked(dir: &Path) {
+    let end = Instant::now() + T;
+    while nix::fcntl::Flock::lock(
+        std::fs::File::open(dir).unwrap(),
+        nix::fcntl::FlockArg::LockExclusiveNonblock,
+    )
+    .is_err()
+    {
+        assert!(Instant::now() < end, "{} stays locked", dir.display());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn flush_honours_the_lock_file_held_by_a_writer_of_the_previous_version() {
+    // Before the lock moved to the recording directory itself, the writer locked a `.lock` file in it. Such a writer
+    // may still be running right after an upgrade: flush must leave its recording alone as well.
+    let env = env_with("", "transport = \"none\"\n");
+    let mut t = session(&env, "echo recorded-before-the-upgrade");
+    assert_eq!(t.wait(T).code(), Some(0));
+    let queued = env.wait_for("queue", 1, T);
+    assert_eq!(queued.len(), 1);
+    wait_unlocked(&queued[0]);
+    // Put it back as a live recording of an old writer: in active/, with a held `.lock`.
+    let dir = env.spool.join("active").join(name(&queued[0]));
+    std::fs::rename(&queued[0], &dir).unwrap();
+    let f = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(dir.join(".lock"))
+        .unwrap();
+    let old_writer =
+        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
+    let f = run(&env, &["flush"]);
+    assert!(f.status.success(), "{}", text(&f));
+    assert_eq!(env.recordings("active"), vec![dir.clone()], "{}", text(&f));
+    let l = run(&env, &["list", "--state", "active"]);
+    assert!(
+        String::from_utf8_lossy(&l.stdout).contains("recording (writer pid"),
+        "{}",
+        text(&l)
+    );
+    drop(old_writer);
+    let f = run(&env, &["flush"]);
+    assert!(f.status.success(), "{}", text(&f));
+    assert!(env.recordings("active").is_empty(), "{}", text(&f));
+    assert_eq!(env.recordings("queue").len(), 1);
 }

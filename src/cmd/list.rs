@@ -98,13 +98,9 @@ fn delivery(state: State, m: &Meta, live: bool) -> String {
     }
 }
 
-/// Is the recording's lock free (nobody is writing or delivering it)? Tested with a shared lock, released at once.
+/// Is the recording's lock free (nobody is writing or delivering it)?
 fn lock_free(dir: &std::path::Path) -> bool {
-    use nix::fcntl::{Flock, FlockArg};
-    match std::fs::File::open(dir.join(layout::LOCK)) {
-        Ok(f) => Flock::lock(f, FlockArg::LockSharedNonblock).is_ok(),
-        Err(_) => true,
-    }
+    layout::lock_is_free(dir)
 }
 
 pub fn run(

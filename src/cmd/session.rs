@@ -245,7 +245,7 @@ fn prepare(cfg: &Config, shell: &ShellPlan, tty: Option<&str>) -> Result<Prepare
             None
         },
         commands: layout::create_exclusive(&dir, layout::COMMANDS, 0o640)?,
-        lock: layout::try_lock(&dir)?.context("a fresh recording is locked by someone else")?,
+        lock: layout::lock_new(&dir)?.context("a fresh recording is locked by someone else")?,
     };
     let ws = sys::get_winsize(std::io::stdin().as_fd()).ok();
     let meta = Meta {

@@ -8,7 +8,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use nix::fcntl::Flock;
 use time::OffsetDateTime;
 
 use crate::config::Config;
@@ -440,7 +439,7 @@ pub struct Report {
     pub disabled: usize,
 }
 
-fn lock(dir: &Path) -> Result<Option<Flock<File>>> {
+fn lock(dir: &Path) -> Result<Option<layout::RecordingLock>> {
     layout::try_lock(dir)
 }
 

@@ -81,7 +81,7 @@ fn prepare(cfg: &Config, who: &Who, command: Option<String>) -> Result<(WriterPl
         timing: layout::create_exclusive(&dir, layout::TIMING, 0o640)?,
         input: None,
         commands: layout::create_exclusive(&dir, layout::COMMANDS, 0o640)?,
-        lock: layout::try_lock(&dir)?.context("a fresh recording is locked by someone else")?,
+        lock: layout::lock_new(&dir)?.context("a fresh recording is locked by someone else")?,
     };
     let format = cfg.record.timing;
     let meta = Meta::new_recording(

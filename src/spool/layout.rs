@@ -1,4 +1,8 @@
 //! Spool layout: state directories, recording ids, exclusive file creation and the per-recording lock.
+//!
+//! The lock is an exclusive `flock` on the recording directory itself (opened `O_DIRECTORY`): it needs no file of
+//! its own, so nothing more has to be created before the shell starts, and since a rename keeps the inode, it moves
+//! with the recording from `active/` to `queue/`, `sent/` or `failed/`.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -10,7 +14,7 @@ use nix::fcntl::{Flock, FlockArg};
 /// The states a recording moves through; each is a directory of the spool, moves are atomic renames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
-    /// Being recorded (the writer holds `.lock`).
+    /// Being recorded (the writer holds the recording's lock).
     Active,
     /// Complete and waiting for delivery ("ready").
     Queue,
@@ -45,7 +49,10 @@ pub const TIMING: &str = "timing";
 pub const INPUT: &str = "input";
 pub const COMMANDS: &str = "commands.log";
 pub const META: &str = "meta.json";
-pub const LOCK: &str = ".lock";
+/// The lock file of recordings made before the lock moved to the directory itself. A writer started by an older
+/// version may still hold it (e.g. across an upgrade), so whoever takes a recording's lock takes this one too when
+/// it exists. It is never created any more.
+pub const LEGACY_LOCK: &str = ".lock";
 
 #[derive(Debug, Clone)]
 pub struct Spool {
@@ -190,23 +197,70 @@ pub fn create_exclusive(dir: &Path, name: &str, mode: u32) -> Result<File> {
         .with_context(|| format!("cannot create {}", p.display()))
 }
 
-/// Take the recording's lock without waiting; `None` if someone (a live writer, another flush) holds it.
-pub fn try_lock(dir: &Path) -> Result<Option<Flock<File>>> {
-    let p = dir.join(LOCK);
-    let f = OpenOptions::new()
+/// Open a recording directory for its lock (read-only, no symlink followed).
+fn open_dir(dir: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
         .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o640)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&p)
-        .with_context(|| format!("cannot open lock {}", p.display()))?;
-    match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir)
+}
+
+/// flock without waiting: `None` when someone else holds a conflicting lock.
+fn flock_nb(f: File, arg: FlockArg, p: &Path) -> Result<Option<Flock<File>>> {
+    match Flock::lock(f, arg) {
         Ok(l) => Ok(Some(l)),
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
         Err((_, e)) => Err(e).with_context(|| format!("cannot lock {}", p.display())),
     }
+}
+
+/// Lock a recording directory that this process has just created (the spool writer then holds the lock for the
+/// recording's whole life); `None` if someone holds it already.
+pub fn lock_new(dir: &Path) -> Result<Option<Flock<File>>> {
+    let f = open_dir(dir).with_context(|| format!("cannot open {}", dir.display()))?;
+    flock_nb(f, FlockArg::LockExclusiveNonblock, dir)
+}
+
+/// A recording's lock as `flush` and the cleanup take it: the directory, plus the legacy `.lock` when there is one.
+/// Released when dropped.
+pub struct RecordingLock {
+    _dir: Flock<File>,
+    _legacy: Option<Flock<File>>,
+}
+
+/// Take a recording's lock without waiting; `None` if someone (a live writer, another flush) holds it.
+pub fn try_lock(dir: &Path) -> Result<Option<RecordingLock>> {
+    lock_with(dir, FlockArg::LockExclusiveNonblock)
+}
+
+/// Is the recording's lock free (nobody is writing or delivering it)? Tested with a shared lock, released at once.
+/// A directory that cannot be opened (moved meanwhile) counts as free, as a missing `.lock` did.
+pub fn lock_is_free(dir: &Path) -> bool {
+    !matches!(lock_with(dir, FlockArg::LockSharedNonblock), Ok(None))
+}
+
+fn lock_with(dir: &Path, arg: FlockArg) -> Result<Option<RecordingLock>> {
+    let f = open_dir(dir).with_context(|| format!("cannot open {}", dir.display()))?;
+    let Some(d) = flock_nb(f, arg, dir)? else {
+        return Ok(None);
+    };
+    let p = dir.join(LEGACY_LOCK);
+    let legacy = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&p)
+    {
+        Ok(f) => match flock_nb(f, arg, &p)? {
+            Some(l) => Some(l),
+            None => return Ok(None),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("cannot open lock {}", p.display())),
+    };
+    Ok(Some(RecordingLock {
+        _dir: d,
+        _legacy: legacy,
+    }))
 }
 
 #[cfg(test)]
@@ -231,21 +285,70 @@ mod tests {
         let s = Spool::new(t.path());
         s.ensure().unwrap();
         let d = s.create_active("20260101T000000Z-a-1").unwrap();
-        let l = try_lock(&d).unwrap().expect("free lock");
+        let l = lock_new(&d).unwrap().expect("free lock");
         assert!(
-            try_lock(&d).unwrap().is_none(),
+            try_lock(&d).unwrap().is_none() && !lock_is_free(&d),
             "second lock must fail while held"
         );
+        assert!(lock_new(&d).unwrap().is_none());
+        assert!(
+            !d.join(LEGACY_LOCK).exists(),
+            "the lock is the directory's, no file"
+        );
         drop(l);
-        assert!(try_lock(&d).unwrap().is_some());
+        assert!(lock_is_free(&d));
+        let g = try_lock(&d).unwrap().expect("free again");
+        assert!(lock_new(&d).unwrap().is_none(), "flush's lock excludes too");
+        drop(g);
         create_exclusive(&d, "x", 0o600).unwrap();
         assert!(create_exclusive(&d, "x", 0o600).is_err(), "O_EXCL");
-        s.move_to("20260101T000000Z-a-1", State::Active, State::Queue)
+        // The lock follows the directory when it moves between states.
+        let held = lock_new(&d).unwrap().unwrap();
+        let q = s
+            .move_to("20260101T000000Z-a-1", State::Active, State::Queue)
             .unwrap();
+        assert!(try_lock(&q).unwrap().is_none() && !lock_is_free(&q));
+        drop(held);
+        assert!(try_lock(&q).unwrap().is_some());
         assert_eq!(
             s.list(State::Queue).unwrap(),
             vec!["20260101T000000Z-a-1".to_string()]
         );
         assert_eq!(s.find("20260101T000000Z-a-1").unwrap().0, State::Queue);
+    }
+
+    #[test]
+    fn a_legacy_lock_file_held_by_an_old_writer_still_counts() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Spool::new(t.path());
+        s.ensure().unwrap();
+        let d = s.create_active("20260101T000000Z-a-2").unwrap();
+        // A writer of the previous version: `.lock` created and flocked, the directory itself not locked.
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o640)
+            .open(d.join(LEGACY_LOCK))
+            .unwrap();
+        let old = Flock::lock(f, FlockArg::LockExclusiveNonblock).unwrap();
+        assert!(try_lock(&d).unwrap().is_none() && !lock_is_free(&d));
+        drop(old);
+        let l = try_lock(&d)
+            .unwrap()
+            .expect("free once the old writer is gone");
+        assert!(lock_new(&d).unwrap().is_none());
+        drop(l);
+        assert!(lock_is_free(&d));
+    }
+
+    #[test]
+    fn a_symlink_is_not_locked_through() {
+        let t = tempfile::tempdir().unwrap();
+        let real = t.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        let link = t.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(try_lock(&link).is_err() && lock_new(&link).is_err());
     }
 }
