@@ -656,3 +656,49 @@ fn flush_honours_the_lock_file_held_by_a_writer_of_the_previous_version() {
     assert!(env.recordings("active").is_empty(), "{}", text(&f));
     assert_eq!(env.recordings("queue").len(), 1);
 }
+
+#[test]
+fn flush_leaves_a_live_pipe_recording_alone() {
+    // `ssh host cmd` with record.noninteractive is recorded through pipes by the same spool writer, which must hold
+    // the recording's lock just as long: the relay closes its copy of the lock without unlocking it.
+    let env = env_with("", "transport = \"none\"\n");
+    let mut conf = std::fs::read_to_string(&env.config).unwrap();
+    conf += "[record]\nnoninteractive = true\n";
+    std::fs::write(&env.config, conf).unwrap();
+    let mut child = env
+        .cmd(&["session"])
+        .env("SHELL", "/bin/bash")
+        .env("SSH_CONNECTION", "127.0.0.1 50000 127.0.0.1 22")
+        .env(
+            "SSH_ORIGINAL_COMMAND",
+            "echo piped-session-started; read x; echo got-$x",
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "piped-session-started\n");
+    let (dir, _) = active_writer(&env);
+    assert!(
+        nix::fcntl::Flock::lock(
+            std::fs::File::open(&dir).unwrap(),
+            nix::fcntl::FlockArg::LockSharedNonblock
+        )
+        .is_err(),
+        "the live pipe recording is locked"
+    );
+    let f = run(&env, &["flush"]);
+    assert!(f.status.success(), "{}", text(&f));
+    assert_eq!(env.recordings("active"), vec![dir.clone()], "{}", text(&f));
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"later\n").unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "got-later\n");
+    assert!(child.wait().unwrap().success());
+    assert_eq!(env.wait_for("queue", 1, T).len(), 1);
+}

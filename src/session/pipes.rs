@@ -62,7 +62,10 @@ pub fn record(
         Forked::Parent(_) => {}
     }
     drop(data_r);
-    drop(files);
+    // Closing (not unlocking: dropping the Flock would unlock the open file description the writer shares, and leave
+    // the live recording to `auditty flush`).
+    let WriterFiles { lock, .. } = files;
+    sys::close_keeping_lock(lock);
     drop(plan);
     privilege.drop_group()?;
     let _ = sys::set_non_dumpable();
