@@ -5,13 +5,14 @@
 //! → this process drops the group, opens the PTY, starts the shell on it and becomes the relay.
 
 use std::ffi::{OsStr, OsString};
+use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::fcntl::{FcntlArg, Flock, OFlag, fcntl};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::unistd::{Pid, User, pipe2};
 use time::{OffsetDateTime, UtcOffset};
@@ -27,7 +28,7 @@ use crate::session::terminal::{self, RawMode};
 use crate::spool::frames::{self, Kind};
 use crate::spool::guard::{self, Registration};
 use crate::spool::layout::{self, Spool};
-use crate::spool::writer::{self, WriterFiles, WriterPlan};
+use crate::spool::writer::{self, WriterPlan};
 use crate::sys::{self, ExecPlan, Forked};
 use crate::syslog::Logger;
 
@@ -221,10 +222,11 @@ fn is_exempt(cfg: &Config, shell: &ShellPlan) -> bool {
     cfg.policy.exempt_groups.iter().any(|g| names.contains(g))
 }
 
-/// A recording made ready before anything forks.
+/// A recording made ready before anything forks: its directory (locked) with `meta.json`. The data files are the
+/// writer's to create once it runs (`writer::create_and_run`).
 struct Prepared {
     plan: WriterPlan,
-    files: WriterFiles,
+    lock: Flock<File>,
     fifo_dir: Option<PathBuf>,
 }
 
@@ -236,17 +238,7 @@ fn prepare(cfg: &Config, shell: &ShellPlan, tty: Option<&str>) -> Result<Prepare
     let id = layout::new_id(&shell.user, start_wall);
     let dir = spool.create_active(&id)?;
     let format = cfg.record.effective_timing();
-    let files = WriterFiles {
-        typescript: layout::create_exclusive(&dir, layout::TYPESCRIPT, 0o640)?,
-        timing: layout::create_exclusive(&dir, layout::TIMING, 0o640)?,
-        input: if cfg.record.input {
-            Some(layout::create_exclusive(&dir, layout::INPUT, 0o640)?)
-        } else {
-            None
-        },
-        commands: layout::create_exclusive(&dir, layout::COMMANDS, 0o640)?,
-        lock: layout::lock_new(&dir)?.context("a fresh recording is locked by someone else")?,
-    };
+    let lock = layout::lock_new(&dir)?.context("a fresh recording is locked by someone else")?;
     let ws = sys::get_winsize(std::io::stdin().as_fd()).ok();
     let meta = Meta {
         tty: tty.map(str::to_string),
@@ -288,7 +280,7 @@ fn prepare(cfg: &Config, shell: &ShellPlan, tty: Option<&str>) -> Result<Prepare
     };
     Ok(Prepared {
         plan,
-        files,
+        lock,
         fifo_dir,
     })
 }
@@ -313,7 +305,7 @@ fn record(
 ) -> Result<ExitCode> {
     let Prepared {
         mut plan,
-        files,
+        lock,
         fifo_dir,
     } = prepared;
     let (data_r, data_w) = pipe2(OFlag::O_CLOEXEC).context("cannot create the recorder pipe")?;
@@ -360,7 +352,7 @@ fn record(
             plan.registration = registration(std::process::id()).map(|r| (r, keys));
             drop(pty);
             plan.meta.writer_pid = std::process::id();
-            let code = writer::run(plan, files, data_r);
+            let code = writer::create_and_run(plan, lock, data_r);
             if let Some(d) = fifo_dir {
                 let _ = std::fs::remove_dir_all(d);
             }
@@ -381,7 +373,6 @@ fn record(
     let _ = sys::set_non_dumpable();
     drop(data_r);
     // Closing (not unlocking) the lock: the writer shares the lock's open file description and keeps it locked.
-    let WriterFiles { lock, .. } = files;
     sys::close_keeping_lock(lock);
     let fifo = plan.fifo.clone();
     let id = plan.meta.id.clone();

@@ -320,6 +320,20 @@ pub fn complete_orphan(dir: &Path, meta: &mut Meta) -> Result<()> {
     let ts_path = dir.join(layout::TYPESCRIPT);
     let in_path = dir.join(layout::INPUT);
     let tm_path = dir.join(layout::TIMING);
+    if !ts_path.exists() {
+        // The writer vanished before it created the data files (its first act after the fork, while the shell starts),
+        // so nothing was recorded: complete an empty typescript, with the header the writer would have written.
+        let info = typescript::HeaderInfo {
+            command: meta.command.as_deref(),
+            term: meta.term.as_deref(),
+            tty: meta.tty.as_deref(),
+            columns: meta.columns,
+            lines: meta.lines,
+        };
+        layout::create_exclusive(dir, layout::TYPESCRIPT, 0o640)?
+            .write_all(&typescript::header(&meta.start, &info))
+            .with_context(|| format!("cannot write {}", ts_path.display()))?;
+    }
     let input_present = in_path.exists();
     let (ts_hdr, ts_len) = header_and_len(&ts_path)?;
     let (in_hdr, in_len) = if input_present {
@@ -327,8 +341,12 @@ pub fn complete_orphan(dir: &Path, meta: &mut Meta) -> Result<()> {
     } else {
         (0, 0)
     };
-    let tm_bytes =
-        std::fs::read(&tm_path).with_context(|| format!("cannot read {}", tm_path.display()))?;
+    let tm_bytes = match std::fs::read(&tm_path) {
+        Ok(b) => b,
+        // Not created yet when the writer vanished (see above): an empty timing.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", tm_path.display())),
+    };
     let mut timing = Timing::parse(&tm_bytes);
     let have = [ts_len - ts_hdr.min(ts_len), in_len - in_hdr.min(in_len)];
     let changed = timing.reconcile(have, input_present) || timing.dropped_lines > 0;
@@ -852,6 +870,34 @@ mod tests {
             "{:?}",
             meta2.write_errors
         );
+    }
+
+    #[test]
+    fn orphan_whose_writer_vanished_before_creating_its_files_is_completed_empty() {
+        let d = tempfile::tempdir().unwrap();
+        let mut meta = Meta {
+            id: "20261122T090000Z-a-000000000002".into(),
+            start: "2026-11-22 10:00:00+01:00".into(),
+            start_unix: 1_795_338_000,
+            columns: 80,
+            lines: 24,
+            timing_format: "classic".into(),
+            ..Meta::default()
+        };
+        meta.write(d.path()).unwrap();
+        complete_orphan(d.path(), &mut meta).unwrap();
+        let ts = std::fs::read_to_string(d.path().join("typescript")).unwrap();
+        assert!(
+            ts.starts_with("Script started on 2026-11-22 10:00:00+01:00 [")
+                && ts.ends_with(" [<incomplete: recovered by auditty flush>]\n"),
+            "{ts}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("timing")).unwrap(),
+            ""
+        );
+        assert_eq!(meta.end_reason, Some(EndReason::Incomplete));
+        assert_eq!(meta.bytes_out, 0);
     }
 
     #[test]

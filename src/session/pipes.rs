@@ -8,6 +8,7 @@
 //! the command and relays.
 
 use std::ffi::OsString;
+use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{Context, Result};
-use nix::fcntl::OFlag;
+use nix::fcntl::{Flock, OFlag};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::unistd::pipe2;
 use time::{OffsetDateTime, UtcOffset};
@@ -27,7 +28,7 @@ use crate::session::gate::Who;
 use crate::spool::frames::{self, Kind};
 use crate::spool::guard;
 use crate::spool::layout::{self, Spool};
-use crate::spool::writer::{self, WriterFiles, WriterPlan};
+use crate::spool::writer::{self, WriterPlan};
 use crate::sys::{self, Forked};
 use crate::syslog::Logger;
 
@@ -40,7 +41,7 @@ pub fn record(
     command: Option<String>,
     log: &mut Logger,
 ) -> Result<ExitCode> {
-    let (plan, files) = prepare(cfg, who, command.clone())?;
+    let (plan, lock) = prepare(cfg, who, command.clone())?;
     let id = plan.meta.id.clone();
     super::ssh::event(
         log,
@@ -57,14 +58,13 @@ pub fn record(
             crate::cmd::session::become_writer_process();
             let mut plan = plan;
             plan.meta.writer_pid = std::process::id();
-            std::process::exit(writer::run(plan, files, data_r));
+            std::process::exit(writer::create_and_run(plan, lock, data_r));
         }
         Forked::Parent(_) => {}
     }
     drop(data_r);
     // Closing (not unlocking: dropping the Flock would unlock the open file description the writer shares, and leave
     // the live recording to `auditty flush`).
-    let WriterFiles { lock, .. } = files;
     sys::close_keeping_lock(lock);
     drop(plan);
     privilege.drop_group()?;
@@ -72,20 +72,14 @@ pub fn record(
     relay(path, argv, &id, data_w)
 }
 
-fn prepare(cfg: &Config, who: &Who, command: Option<String>) -> Result<(WriterPlan, WriterFiles)> {
+fn prepare(cfg: &Config, who: &Who, command: Option<String>) -> Result<(WriterPlan, Flock<File>)> {
     let spool = Spool::new(&cfg.spool.dir);
     spool.ensure()?;
     let start_wall = OffsetDateTime::now_utc();
     let offset = UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC);
     let id = layout::new_id(&who.user, start_wall);
     let dir = spool.create_active(&id)?;
-    let files = WriterFiles {
-        typescript: layout::create_exclusive(&dir, layout::TYPESCRIPT, 0o640)?,
-        timing: layout::create_exclusive(&dir, layout::TIMING, 0o640)?,
-        input: None,
-        commands: layout::create_exclusive(&dir, layout::COMMANDS, 0o640)?,
-        lock: layout::lock_new(&dir)?.context("a fresh recording is locked by someone else")?,
-    };
+    let lock = layout::lock_new(&dir)?.context("a fresh recording is locked by someone else")?;
     let format = cfg.record.timing;
     let meta = Meta::new_recording(
         &id,
@@ -109,7 +103,7 @@ fn prepare(cfg: &Config, who: &Who, command: Option<String>) -> Result<(WriterPl
         audit_session: guard::audit_session_id(),
         registration: None,
     };
-    Ok((plan, files))
+    Ok((plan, lock))
 }
 
 /// Spawn the command with piped stdout/stderr, copy both out unchanged and into the recording, report the end.

@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::Flock;
@@ -18,7 +18,7 @@ use crate::record::timing::TimingWriter;
 use crate::record::typescript;
 use crate::spool::frames::{self, Kind};
 use crate::spool::guard::Registration;
-use crate::spool::layout::Spool;
+use crate::spool::layout::{self, Spool};
 use crate::syslog::Logger;
 
 /// Buffered bytes are written out at least this often, so a SIGKILL of both processes loses at most this much.
@@ -62,6 +62,25 @@ pub struct WriterFiles {
     pub input: Option<File>,
     pub commands: File,
     pub lock: Flock<File>,
+}
+
+impl WriterFiles {
+    /// Create the data files of the recording in `dir` (O_EXCL|O_NOFOLLOW, 0640), next to the `meta.json` and the
+    /// directory `lock` that the session made before the fork. The writer does this itself, as soon as it runs, so
+    /// that none of these inodes is created on the way to the user's shell; frames wait in the pipe meanwhile.
+    pub fn create(dir: &Path, input: bool, lock: Flock<File>) -> anyhow::Result<WriterFiles> {
+        Ok(WriterFiles {
+            typescript: layout::create_exclusive(dir, layout::TYPESCRIPT, 0o640)?,
+            timing: layout::create_exclusive(dir, layout::TIMING, 0o640)?,
+            input: if input {
+                Some(layout::create_exclusive(dir, layout::INPUT, 0o640)?)
+            } else {
+                None
+            },
+            commands: layout::create_exclusive(dir, layout::COMMANDS, 0o640)?,
+            lock,
+        })
+    }
 }
 
 /// CLOCK_MONOTONIC in nanoseconds.
@@ -126,6 +145,27 @@ struct Writer {
     end: Option<(i32, EndReason, String)>,
     /// The recorded shell (leader of the PTY's session), from the Started frame.
     shell: Option<nix::unistd::Pid>,
+}
+
+/// The writer's entry point after the fork: create the recording's data files, then `run`. If they cannot be created,
+/// nothing can be recorded: say why (syslog, and meta.json, which `auditty flush` mails when it completes the
+/// recording) and return 1 at once; the relay then ends the session, as it does whenever its writer is gone.
+pub fn create_and_run(mut plan: WriterPlan, lock: Flock<File>, data: OwnedFd) -> i32 {
+    match WriterFiles::create(&plan.dir, plan.cfg.record.input, lock) {
+        Ok(files) => run(plan, files, data),
+        Err(e) => {
+            let msg = format!("cannot record the session: {e:#}");
+            let mut log = Logger::new(&plan.cfg.syslog);
+            crate::syslog::error(&mut log, &plan.meta.id, &msg);
+            if let Some((reg, keys)) = &plan.registration {
+                reg.withdraw(&plan.cfg.spool.run_dir, keys);
+            }
+            plan.meta.write_errors.push(msg);
+            let _ = plan.meta.write(&plan.dir);
+            log.flush_now();
+            1
+        }
+    }
 }
 
 /// Run the writer until the relay's pipe reaches EOF, then complete and queue the recording. Returns the exit code.
