@@ -49,7 +49,7 @@ impl ExecPlan {
     /// default signal dispositions and an empty mask: the Rust runtime ignores SIGPIPE, and an ignored signal
     /// stays ignored across execve (`yes | head -1` would then print "Broken pipe" in `ssh host cmd`).
     pub fn exec(&self) -> io::Error {
-        reset_signals();
+        reset_signals(proc_status().not_default);
         // SAFETY: path, argv and envp are NUL-terminated C strings owned by `self`, and both pointer arrays end in NULL.
         unsafe {
             libc::execve(
@@ -68,26 +68,50 @@ pub enum Forked {
     Child,
 }
 
+/// What one read of `/proc/self/status` tells about this process.
+struct ProcStatus {
+    /// Number of threads (fork is only safe while it is 1); 1 when /proc cannot be read.
+    threads: usize,
+    /// The signals whose disposition is not the default (ignored or caught), bit `n - 1` for signal `n`; every
+    /// signal when /proc cannot be read.
+    not_default: u64,
+}
+
+fn proc_status() -> ProcStatus {
+    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    let mask = |name: &str| field(name).and_then(|v| u64::from_str_radix(v, 16).ok());
+    ProcStatus {
+        threads: field("Threads").and_then(|v| v.parse().ok()).unwrap_or(1),
+        not_default: match (mask("SigIgn"), mask("SigCgt")) {
+            (Some(i), Some(c)) => i | c,
+            _ => u64::MAX,
+        },
+    }
+}
+
 /// Number of threads of this process, from /proc (fork is only safe while it is 1).
 pub fn thread_count() -> usize {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Threads:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(1)
+    proc_status().threads
 }
 
 /// fork(2), refused unless the process is single-threaded, so the child is a faithful copy.
 pub fn fork_single_threaded() -> io::Result<Forked> {
-    if thread_count() != 1 {
+    fork_if_single(thread_count())
+}
+
+fn fork_if_single(threads: usize) -> io::Result<Forked> {
+    if threads != 1 {
         return Err(io::Error::other(
             "refusing to fork a multi-threaded process",
         ));
     }
-    // SAFETY: the process has exactly one thread (checked above), so the child inherits no lock held by another thread.
+    // SAFETY: the process has exactly one thread (checked by the caller, from /proc just before), so the child
+    // inherits no lock held by another thread.
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
         0 => Ok(Forked::Child),
@@ -105,7 +129,10 @@ pub fn spawn_on_pty(
 ) -> io::Result<Pid> {
     let slave = slave.as_raw_fd();
     let errfd = err_pipe_w.as_raw_fd();
-    match fork_single_threaded()? {
+    // Read before the fork (the child may not allocate): which signals the child must set back to default.
+    let status = proc_status();
+    let not_default = status.not_default;
+    match fork_if_single(status.threads)? {
         Forked::Parent(pid) => Ok(pid),
         Forked::Child => {
             // SAFETY: we are the child of a single-threaded fork; every call below is async-signal-safe (setsid, ioctl,
@@ -120,7 +147,7 @@ pub fn spawn_on_pty(
                     libc::close(slave);
                 }
             }
-            reset_signals();
+            reset_signals(not_default);
             // SAFETY: as above; execve, write and _exit are async-signal-safe.
             unsafe {
                 libc::execve(
@@ -138,15 +165,19 @@ pub fn spawn_on_pty(
 }
 
 /// Every signal to its default disposition and an empty signal mask, as a freshly exec'd program expects.
-/// Async-signal-safe (raw syscalls only), so it may run between fork and exec. glibc's signal(3) refuses the
-/// two signals it reserves (32 and 33), which a parent may have left ignored: the raw rt_sigaction does not.
-pub fn reset_signals() {
+/// `not_default` (bit `n - 1` for signal `n`: the SigIgn and SigCgt masks of /proc/self/status, read before the fork)
+/// names the signals that are not at their default now; only those are set (a handler would be reset by execve
+/// anyway, but not before it, and an ignored signal stays ignored across execve). That is a handful of syscalls
+/// instead of 62. Async-signal-safe (raw syscalls only, no allocation), so it may run between fork and exec.
+/// glibc's signal(3) refuses the two signals it reserves (32 and 33), which a parent may have left ignored: the raw
+/// rt_sigaction does not.
+pub fn reset_signals(not_default: u64) {
     // The kernel's struct sigaction with every field zero: SIG_DFL, no flags, no restorer, empty mask. 32 bytes
     // covers the largest layout (handler, flags, restorer, 64-bit mask).
     let dfl = [0u64; 4];
     let empty = 0u64;
     for sig in 1..=64 {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP || not_default & (1u64 << (sig - 1)) == 0 {
             continue;
         }
         // SAFETY: rt_sigaction reads one kernel sigaction from `dfl` (valid, large enough) and writes nothing

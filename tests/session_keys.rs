@@ -95,6 +95,37 @@ fn children_get_default_signal_dispositions() {
 }
 
 #[test]
+fn children_get_default_signal_dispositions_when_auditty_inherits_ignored_ones() {
+    // Started the way nohup or a careless parent would: SIGHUP, SIGUSR2 and a real-time signal ignored. Only the
+    // signals that are not at their default are reset in the child: these must be among them.
+    let env = Env::new("");
+    let inner = pty::session_command(&env, &[], &["-c", &pty::interactive_command(&env)]);
+    let mut c = std::process::Command::new("/bin/bash");
+    c.arg("-c")
+        .arg("trap '' HUP USR2 40; exec \"$0\" \"$@\"")
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    let mut t = Term::spawn(c, 24, 80);
+    t.expect(PROMPT, 10);
+    let st = t.run("grep -E '^Sig(Ign|Blk)' /proc/self/status");
+    assert_eq!(
+        st,
+        "SigBlk:\t0000000000000000\r\nSigIgn:\t0000000000000000\r\n"
+    );
+    assert_eq!(
+        t.run("yes | head -1; echo \"${PIPESTATUS[*]}\""),
+        "y\r\n141 0\r\n"
+    );
+    finish(t, &env);
+}
+
+#[test]
 fn pasting_a_megabyte_does_not_deadlock_or_lose_bytes() {
     let env = Env::new("");
     let mut t = Term::interactive(&env, &[]);
