@@ -218,6 +218,24 @@ pub fn poll_fds(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> 
     }
 }
 
+/// The name of the slave of the PTY whose master is `master` (`/dev/pts/N`, from TIOCGPTN).
+pub fn pts_name(master: BorrowedFd<'_>) -> io::Result<String> {
+    let mut n: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN writes one unsigned int into the valid, exclusively borrowed `n`.
+    let rc = unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTN,
+            &mut n as *mut libc::c_uint,
+        )
+    };
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(format!("/dev/pts/{n}"))
+    }
+}
+
 /// TIOCGWINSZ on `fd`.
 pub fn get_winsize(fd: BorrowedFd<'_>) -> io::Result<Winsize> {
     let mut ws = Winsize {

@@ -131,11 +131,8 @@ pub fn run(cli: &Cli, mut privilege: Privilege, command: Option<String>) -> Resu
     let tty = nix::unistd::ttyname(std::io::stdin())
         .ok()
         .map(|p| p.display().to_string());
-    if let Some(reg) = guard::lookup(
-        &cfg.spool.run_dir,
-        tty.as_deref(),
-        guard::audit_session_id(),
-    ) {
+    let audit_session = guard::audit_session_id();
+    if let Some(reg) = guard::lookup(&cfg.spool.run_dir, tty.as_deref(), audit_session) {
         // Already inside a live recording (su -, bash -l, tmux): the outer PTY records this shell.
         let _ = reg;
         privilege.drop_group()?;
@@ -147,7 +144,7 @@ pub fn run(cli: &Cli, mut privilege: Privilege, command: Option<String>) -> Resu
         return Err(shell.exec_plan(&[])?.exec())
             .context(format!("cannot execute {}", shell.shell.display()));
     }
-    let prepared = match prepare(&cfg, &shell, tty.as_deref()) {
+    let prepared = match prepare(&cfg, &shell, tty.as_deref(), audit_session) {
         Ok(p) => p,
         Err(e) => {
             return unrecorded(
@@ -230,13 +227,17 @@ struct Prepared {
     fifo_dir: Option<PathBuf>,
 }
 
-fn prepare(cfg: &Config, shell: &ShellPlan, tty: Option<&str>) -> Result<Prepared> {
+fn prepare(
+    cfg: &Config,
+    shell: &ShellPlan,
+    tty: Option<&str>,
+    audit_session: Option<u32>,
+) -> Result<Prepared> {
     let spool = Spool::new(&cfg.spool.dir);
-    spool.ensure()?;
     let start_wall = OffsetDateTime::now_utc();
     let offset = UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC);
     let id = layout::new_id(&shell.user, start_wall);
-    let dir = spool.create_active(&id)?;
+    let dir = spool.create_recording(&id)?;
     let format = cfg.record.effective_timing();
     let lock = layout::lock_new(&dir)?.context("a fresh recording is locked by someone else")?;
     let ws = sys::get_winsize(std::io::stdin().as_fd()).ok();
@@ -275,7 +276,7 @@ fn prepare(cfg: &Config, shell: &ShellPlan, tty: Option<&str>) -> Result<Prepare
         opened_ns: writer::monotonic_ns(),
         offset,
         fifo,
-        audit_session: guard::audit_session_id(),
+        audit_session,
         registration: None,
     };
     Ok(Prepared {
@@ -376,10 +377,24 @@ fn record(
     sys::close_keeping_lock(lock);
     let fifo = plan.fifo.clone();
     let id = plan.meta.id.clone();
+    let tty = plan.meta.tty.take();
     drop(plan);
     let fl = OFlag::from_bits_truncate(fcntl(&data_w, FcntlArg::F_GETFL)?);
     fcntl(&data_w, FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK))?;
-    run_relay(&cfg, &shell, &id, fifo.as_deref(), data_w, writer_pid, pty)
+    let ids = Ids {
+        recording: &id,
+        tty: tty.as_deref(),
+        fifo: fifo.as_deref(),
+    };
+    run_relay(&cfg, &shell, ids, data_w, writer_pid, pty)
+}
+
+/// Names the relay passes on to the shell: the recording id, the user's terminal (as found at the start), the FIFO.
+#[derive(Clone, Copy)]
+struct Ids<'a> {
+    recording: &'a str,
+    tty: Option<&'a str>,
+    fifo: Option<&'a Path>,
 }
 
 /// The signals the spool writer ignores: those of the terminal it leaves, and SIGUSR1 (meant for the relay).
@@ -424,14 +439,13 @@ pub fn become_writer_process() {
 fn run_relay(
     cfg: &Config,
     shell: &ShellPlan,
-    id: &str,
-    fifo: Option<&Path>,
+    ids: Ids<'_>,
     writer_pipe: OwnedFd,
     writer_pid: Pid,
     pty: Pty,
 ) -> Result<ExitCode> {
     let signals = Signals::install()?;
-    let (user, out, pty, raw, child) = match start_shell(cfg, shell, id, fifo, pty) {
+    let (user, out, pty, raw, child) = match start_shell(cfg, shell, ids, pty) {
         Ok(started) => started,
         Err(e) => {
             // Tell the writer how it ended, so the recording says "could not start" rather than "killed".
@@ -490,19 +504,18 @@ fn run_relay(
 fn start_shell(
     cfg: &Config,
     shell: &ShellPlan,
-    id: &str,
-    fifo: Option<&Path>,
+    ids: Ids<'_>,
     pty: Pty,
 ) -> Result<(OwnedFd, Option<OwnedFd>, Pty, RawMode, Pid)> {
-    let user = reopen_tty().context("cannot open the terminal")?;
+    let user = reopen_tty(ids.tty).context("cannot open the terminal")?;
     let out = stdout_if_elsewhere()?;
     if !cfg.record.banner.is_empty() {
         let mut e = std::io::stderr();
         let _ = e.write_all(cfg.record.banner.trim_end_matches('\n').as_bytes());
         let _ = e.write_all(b"\n");
     }
-    let mut env = vec![("AUDITTY_RECORDING", id)];
-    let fifo_s = fifo.map(|f| f.display().to_string());
+    let mut env = vec![("AUDITTY_RECORDING", ids.recording)];
+    let fifo_s = ids.fifo.map(|f| f.display().to_string());
     if let Some(f) = &fifo_s {
         env.push(("AUDITTY_FIFO", f));
     }
@@ -514,9 +527,13 @@ fn start_shell(
     Ok((user, out, pty, raw, child))
 }
 
-/// A new, independent open file description of our terminal, so O_NONBLOCK does not leak to other processes.
-fn reopen_tty() -> Result<OwnedFd> {
-    let path = nix::unistd::ttyname(std::io::stdin()).context("ttyname(stdin)")?;
+/// A new, independent open file description of our terminal (`tty`: its name as found at the start), so O_NONBLOCK
+/// does not leak to other processes.
+fn reopen_tty(tty: Option<&str>) -> Result<OwnedFd> {
+    let path = match tty {
+        Some(t) => PathBuf::from(t),
+        None => nix::unistd::ttyname(std::io::stdin()).context("ttyname(stdin)")?,
+    };
     let fd = nix::fcntl::open(
         &path,
         OFlag::O_RDWR | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
@@ -528,13 +545,12 @@ fn reopen_tty() -> Result<OwnedFd> {
 
 /// When stdout is not the terminal stdin is, output goes there (blocking) instead of to the terminal.
 fn stdout_if_elsewhere() -> Result<Option<OwnedFd>> {
-    use std::os::unix::fs::MetadataExt;
-    let dev = |p: &str| {
-        std::fs::metadata(p)
-            .map(|m| (m.dev(), m.ino(), m.rdev()))
+    let dev = |fd: std::os::fd::BorrowedFd<'_>| {
+        nix::sys::stat::fstat(fd)
+            .map(|m| (m.st_dev, m.st_ino, m.st_rdev))
             .ok()
     };
-    if dev("/proc/self/fd/0") == dev("/proc/self/fd/1") {
+    if dev(std::io::stdin().as_fd()) == dev(std::io::stdout().as_fd()) {
         return Ok(None);
     }
     Ok(Some(std::io::stdout().as_fd().try_clone_to_owned()?))

@@ -74,11 +74,10 @@ pub fn record(
 
 fn prepare(cfg: &Config, who: &Who, command: Option<String>) -> Result<(WriterPlan, Flock<File>)> {
     let spool = Spool::new(&cfg.spool.dir);
-    spool.ensure()?;
     let start_wall = OffsetDateTime::now_utc();
     let offset = UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC);
     let id = layout::new_id(&who.user, start_wall);
-    let dir = spool.create_active(&id)?;
+    let dir = spool.create_recording(&id)?;
     let lock = layout::lock_new(&dir)?.context("a fresh recording is locked by someone else")?;
     let format = cfg.record.timing;
     let meta = Meta::new_recording(

@@ -30,8 +30,9 @@ impl Pty {
             fcntl(&r.master, FcntlArg::F_GETFL).context("fcntl F_GETFL")?,
         );
         fcntl(&r.master, FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK)).context("fcntl O_NONBLOCK")?;
-        let name = nix::unistd::ttyname(&r.slave)
-            .map(|p| p.display().to_string())
+        // From the master (TIOCGPTN): no readlink of /proc/self/fd and stat of /dev/pts as ttyname(3) makes.
+        let name = sys::pts_name(r.master.as_fd())
+            .or_else(|_| nix::unistd::ttyname(&r.slave).map(|p| p.display().to_string()))
             .unwrap_or_default();
         Ok(Pty {
             master: r.master,

@@ -96,6 +96,23 @@ impl Spool {
         Ok(())
     }
 
+    /// Create active/<id> (mode 0750) for a new recording, making the state directories first only when active/ is
+    /// missing (`ensure`'s five stats are not paid by every login; the spool writer calls `ensure` once it runs, so
+    /// queue/ is there when the recording is queued).
+    pub fn create_recording(&self, id: &str) -> Result<PathBuf> {
+        let d = self.recording_dir(State::Active, id);
+        match std::fs::DirBuilder::new().mode(0o750).create(&d) {
+            Ok(()) => Ok(d),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.ensure()?;
+                self.create_active(id)
+            }
+            Err(e) => {
+                Err(e).with_context(|| format!("cannot create recording directory {}", d.display()))
+            }
+        }
+    }
+
     /// Create active/<id> (mode 0750) for a new recording.
     pub fn create_active(&self, id: &str) -> Result<PathBuf> {
         let d = self.recording_dir(State::Active, id);
@@ -315,6 +332,19 @@ mod tests {
             vec!["20260101T000000Z-a-1".to_string()]
         );
         assert_eq!(s.find("20260101T000000Z-a-1").unwrap().0, State::Queue);
+    }
+
+    #[test]
+    fn a_recording_makes_the_state_directories_only_when_they_are_missing() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Spool::new(t.path());
+        let d = s.create_recording("20260101T000000Z-a-3").unwrap();
+        assert!(d.is_dir() && State::ALL.iter().all(|st| s.state_dir(*st).is_dir()));
+        assert!(s.create_recording("20260101T000000Z-a-4").is_ok());
+        let e = Spool::new(&t.path().join("missing"))
+            .create_recording("20260101T000000Z-a-5")
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("does not exist"), "{e:#}");
     }
 
     #[test]

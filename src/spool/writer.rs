@@ -151,6 +151,8 @@ struct Writer {
 /// nothing can be recorded: say why (syslog, and meta.json, which `auditty flush` mails when it completes the
 /// recording) and return 1 at once; the relay then ends the session, as it does whenever its writer is gone.
 pub fn create_and_run(mut plan: WriterPlan, lock: Flock<File>, data: OwnedFd) -> i32 {
+    // The session only made sure of active/ (`Spool::create_recording`): queue/ must be there by the end.
+    let _ = plan.spool.ensure();
     match WriterFiles::create(&plan.dir, plan.cfg.record.input, lock) {
         Ok(files) => run(plan, files, data),
         Err(e) => {
