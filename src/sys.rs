@@ -4,6 +4,7 @@ use std::ffi::{CString, OsStr, OsString, c_char};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::pty::Winsize;
 use nix::unistd::Pid;
@@ -101,17 +102,12 @@ pub fn thread_count() -> usize {
 
 /// fork(2), refused unless the process is single-threaded, so the child is a faithful copy.
 pub fn fork_single_threaded() -> io::Result<Forked> {
-    fork_if_single(thread_count())
-}
-
-fn fork_if_single(threads: usize) -> io::Result<Forked> {
-    if threads != 1 {
+    if thread_count() != 1 {
         return Err(io::Error::other(
             "refusing to fork a multi-threaded process",
         ));
     }
-    // SAFETY: the process has exactly one thread (checked by the caller, from /proc just before), so the child
-    // inherits no lock held by another thread.
+    // SAFETY: the process has exactly one thread (checked above), so the child inherits no lock held by another thread.
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
         0 => Ok(Forked::Child),
@@ -119,47 +115,120 @@ fn fork_if_single(threads: usize) -> io::Result<Forked> {
     }
 }
 
-/// Fork a child that becomes a session leader with `slave` as controlling terminal and stdio, default signal
-/// dispositions and an empty mask, then execs `plan`. Between fork and exec only async-signal-safe calls are made.
-/// Returns the child's pid; exec failure is reported through `err_pipe_w` as the 4-byte errno.
-pub fn spawn_on_pty(
-    plan: &ExecPlan,
-    slave: BorrowedFd<'_>,
-    err_pipe_w: &OwnedFd,
-) -> io::Result<Pid> {
-    let slave = slave.as_raw_fd();
-    let errfd = err_pipe_w.as_raw_fd();
-    // Read before the fork (the child may not allocate): which signals the child must set back to default.
+/// What the shell's child needs between clone and exec: plain values, and pointers into memory that the parent keeps
+/// alive (it is suspended until the child has exec'd or exited).
+#[repr(C)]
+struct SpawnArgs {
+    path: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+    slave: libc::c_int,
+    not_default: u64,
+    /// The errno of a failed execve, stored by the child before it exits (0 while exec has not failed).
+    err: AtomicI32,
+}
+
+/// The child side of `spawn_on_pty`, on its own stack in the parent's (suspended) address space.
+extern "C" fn spawn_child(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `SpawnArgs` that `spawn_on_pty` keeps alive until this child has exec'd or exited.
+    let a = unsafe { &*(arg as *const SpawnArgs) };
+    // SAFETY: only raw, async-signal-safe syscalls (setsid, ioctl, dup2, close), no allocation; every signal is
+    // blocked (the parent blocked them all before clone) until reset_signals has set the dispositions back.
+    unsafe {
+        libc::setsid();
+        libc::ioctl(a.slave, libc::TIOCSCTTY as _, 0);
+        libc::dup2(a.slave, 0);
+        libc::dup2(a.slave, 1);
+        libc::dup2(a.slave, 2);
+        if a.slave > 2 {
+            libc::close(a.slave);
+        }
+    }
+    reset_signals(a.not_default);
+    // SAFETY: path, argv and envp point into the parent's ExecPlan (NUL-terminated strings, NULL-terminated arrays),
+    // alive while the parent waits; execve and _exit are async-signal-safe.
+    unsafe {
+        libc::execve(a.path, a.argv, a.envp);
+        let errno = *libc::__errno_location();
+        a.err.store(errno.max(1), Ordering::SeqCst);
+        libc::_exit(127)
+    }
+}
+
+/// Start a child that becomes a session leader with `slave` as controlling terminal and stdio, default signal
+/// dispositions and an empty mask, then execs `plan`. Between clone and exec only async-signal-safe calls are made.
+///
+/// The child is made as posix_spawn(3) makes it: clone(CLONE_VM|CLONE_VFORK) on a stack of its own, sharing our
+/// memory while we are suspended until it has exec'd (or exited). Unlike fork, nothing of our address space is
+/// copied and then torn down again by its exec, which was most of the cost of starting the shell. Since the child
+/// runs in our memory, every signal is blocked across the clone, so none of our handlers can run in it before it has
+/// reset them.
+///
+/// Returns the child's pid, `Ok(Err(e))` when exec failed (the child has been reaped), `Err` when no child could be
+/// made.
+pub fn spawn_on_pty(plan: &ExecPlan, slave: BorrowedFd<'_>) -> io::Result<io::Result<Pid>> {
+    // Read before the clone (the child may not allocate): which signals the child must set back to default. (Other
+    // threads would not matter here, unlike for fork: the child only makes raw syscalls, and signals sent to this
+    // process are never delivered to it.)
     let status = proc_status();
-    let not_default = status.not_default;
-    match fork_if_single(status.threads)? {
-        Forked::Parent(pid) => Ok(pid),
-        Forked::Child => {
-            // SAFETY: we are the child of a single-threaded fork; every call below is async-signal-safe (setsid, ioctl,
-            // dup2, close) and uses only memory allocated before fork.
-            unsafe {
-                libc::setsid();
-                libc::ioctl(slave, libc::TIOCSCTTY as _, 0);
-                libc::dup2(slave, 0);
-                libc::dup2(slave, 1);
-                libc::dup2(slave, 2);
-                if slave > 2 {
-                    libc::close(slave);
-                }
-            }
-            reset_signals(not_default);
-            // SAFETY: as above; execve, write and _exit are async-signal-safe.
-            unsafe {
-                libc::execve(
-                    plan.path.as_ptr(),
-                    plan.argv_ptrs.as_ptr(),
-                    plan.envp_ptrs.as_ptr(),
-                );
-                let errno = *libc::__errno_location();
-                let bytes = errno.to_ne_bytes();
-                libc::write(errfd, bytes.as_ptr().cast(), 4);
-                libc::_exit(127)
-            }
+    let args = SpawnArgs {
+        path: plan.path.as_ptr(),
+        argv: plan.argv_ptrs.as_ptr(),
+        envp: plan.envp_ptrs.as_ptr(),
+        slave: slave.as_raw_fd(),
+        not_default: status.not_default,
+        err: AtomicI32::new(0),
+    };
+    // The child's stack: it needs a few hundred bytes; pages it does not touch are never faulted in.
+    const STACK: usize = 64 << 10;
+    let mut stack: Vec<u8> = Vec::with_capacity(STACK);
+    // SAFETY: one past the end of the allocation, rounded down to 16 bytes; the child writes below it only.
+    let top = unsafe { stack.as_mut_ptr().add(STACK) } as usize & !15;
+    let all = u64::MAX;
+    let mut old = 0u64;
+    // SAFETY: rt_sigprocmask reads one 8-byte set from `all` and writes the old one into `old`. The raw syscall also
+    // blocks glibc's reserved signals, as posix_spawn does.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &all as *const u64,
+            &mut old as *mut u64,
+            8usize,
+        )
+    };
+    // SAFETY: `spawn_child` runs on `stack` (alive, untouched by us until clone returns) with a pointer to `args`
+    // (alive until then too); CLONE_VFORK suspends us until the child has exec'd or exited, so nothing else uses
+    // this memory meanwhile. SIGCHLD: the child is reaped like any other.
+    let pid = unsafe {
+        libc::clone(
+            spawn_child,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            &args as *const SpawnArgs as *mut libc::c_void,
+        )
+    };
+    let clone_err = io::Error::last_os_error();
+    // SAFETY: as above, restoring the saved mask.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &old as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        )
+    };
+    drop(stack);
+    if pid == -1 {
+        return Err(clone_err);
+    }
+    let pid = Pid::from_raw(pid);
+    match args.err.load(Ordering::SeqCst) {
+        0 => Ok(Ok(pid)),
+        errno => {
+            let _ = nix::sys::wait::waitpid(pid, None);
+            Ok(Err(io::Error::from_raw_os_error(errno)))
         }
     }
 }
@@ -308,5 +377,32 @@ pub fn clear_environment() {
     for (k, _) in std::env::vars_os() {
         // SAFETY: the process has a single thread (checked above), so nothing reads the environment concurrently.
         unsafe { std::env::remove_var(k) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::wait::{WaitStatus, waitpid};
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn the_shell_is_started_on_the_pty_and_an_exec_failure_is_reported() {
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let missing =
+            ExecPlan::new(OsStr::new("/nonexistent/shell"), &["shell".into()], &[]).unwrap();
+        let e = spawn_on_pty(&missing, pty.slave.as_fd())
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+        // A session leader on the slave, with it as stdin/stdout/stderr and controlling terminal.
+        let argv = [
+            "sh".into(),
+            "-c".into(),
+            "test -t 0 && test -t 1 && test -t 2 && exit 7".into(),
+        ];
+        let sh = ExecPlan::new(OsStr::new("/bin/sh"), &argv, &[]).unwrap();
+        let pid = spawn_on_pty(&sh, pty.slave.as_fd()).unwrap().unwrap();
+        assert_eq!(waitpid(pid, None).unwrap(), WaitStatus::Exited(pid, 7));
     }
 }

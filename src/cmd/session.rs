@@ -1,8 +1,10 @@
 //! `auditty session [-c COMMAND]`: record the user's shell, or run it as-is when there is no terminal.
 //!
-//! Order of events (the process is single-threaded throughout, so both forks are safe):
-//! config → nesting guard → recording directory and files → fork the spool writer (keeps group auditty, detaches)
-//! → this process drops the group, opens the PTY, starts the shell on it and becomes the relay.
+//! Order of events (the process is single-threaded throughout, so the writer's fork is safe; the shell is started as
+//! posix_spawn does, `sys::spawn_on_pty`):
+//! config → nesting guard → recording directory, meta.json and lock → open the PTY → fork the spool writer (keeps
+//! group auditty, detaches, creates the data files) → this process publishes the PTY in the guard, drops the group,
+//! starts the shell on the PTY and becomes the relay.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;

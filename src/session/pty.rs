@@ -1,14 +1,12 @@
 //! The PTY the recorded shell runs on: open it with the user's settings and start the shell as its session leader.
 
-use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 
 use anyhow::{Context, Result, bail};
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
 use nix::pty::{Winsize, openpty};
 use nix::sys::termios::Termios;
-use nix::sys::wait::waitpid;
-use nix::unistd::{Pid, pipe2};
+use nix::unistd::Pid;
 
 use crate::sys::{self, ExecPlan};
 
@@ -43,19 +41,9 @@ impl Pty {
 
     /// Start `plan` on the slave as a new session leader. Exec failures (e.g. a missing shell) are reported here.
     pub fn spawn(&self, plan: &ExecPlan) -> Result<Pid> {
-        let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).context("pipe2")?;
-        let pid =
-            sys::spawn_on_pty(plan, self.slave.as_fd(), &err_w).context("cannot fork the shell")?;
-        drop(err_w);
-        let mut errno = [0u8; 4];
-        let mut f = std::fs::File::from(err_r);
-        match f.read(&mut errno) {
-            Ok(4) => {
-                let _ = waitpid(pid, None);
-                let e = std::io::Error::from_raw_os_error(i32::from_ne_bytes(errno));
-                bail!("cannot execute {}: {e}", plan.path())
-            }
-            _ => Ok(pid),
+        match sys::spawn_on_pty(plan, self.slave.as_fd()).context("cannot start the shell")? {
+            Ok(pid) => Ok(pid),
+            Err(e) => bail!("cannot execute {}: {e}", plan.path()),
         }
     }
 }
