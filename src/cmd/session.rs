@@ -446,8 +446,28 @@ fn run_relay(
     writer_pid: Pid,
     pty: Pty,
 ) -> Result<ExitCode> {
-    let signals = Signals::install()?;
-    let (user, out, pty, raw, child) = match start_shell(cfg, shell, ids, pty) {
+    // The relay's handlers are installed once the shell has been started (which does not need them): until then the
+    // signals they handle are blocked, so none acts by default or is lost meanwhile; they arrive once unblocked.
+    let mut handled = SigSet::empty();
+    for sig in crate::session::signals::HANDLED {
+        if let Ok(s) = Signal::try_from(sig) {
+            handled.add(s);
+        }
+    }
+    let old_mask = handled
+        .thread_swap_mask(SigmaskHow::SIG_BLOCK)
+        .context("sigprocmask")?;
+    let started = start_shell(cfg, shell, ids, pty).and_then(|s| match Signals::install() {
+        Ok(signals) => Ok((s, signals)),
+        Err(e) => {
+            // Cannot happen in practice (a socketpair): without its handlers the relay cannot run the session.
+            let _ = nix::sys::signal::kill(s.4, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(s.4, None);
+            Err(e)
+        }
+    });
+    let _ = old_mask.thread_set_mask();
+    let ((user, out, pty, raw, child), signals) = match started {
         Ok(started) => started,
         Err(e) => {
             // Tell the writer how it ended, so the recording says "could not start" rather than "killed".
