@@ -346,3 +346,89 @@ fn hook_waits_for_a_registration_that_is_on_its_way() {
     assert_eq!(o.status.code(), Some(3));
     assert!(t.elapsed() < Duration::from_secs(2));
 }
+
+#[test]
+fn hook_waits_for_a_fifo_that_is_on_its_way() {
+    // The spool writer makes the FIFO while the shell starts: a registration may name a FIFO that is not there yet.
+    let tmp = tempfile::tempdir().unwrap();
+    let env = Env::new("");
+    let fifo = tmp.path().join("cmd");
+    let mut c = std::process::Command::new("sh");
+    c.arg("-c")
+        .arg(format!(
+            "tty; read go; exec {BIN} --config {} hook bash",
+            env.config.display()
+        ))
+        .env("AUDITTY_RECORDING", "20261122T000000Z-u-000000000000");
+    let mut s = rexpect::session::spawn_command(c, Some(10_000)).unwrap();
+    let tty = s.read_line().unwrap().trim().to_string();
+    let reg = format!(
+        "id=x\nrelay_pid={}\nrelay_start={}\nwriter_pid={}\nwriter_start={}\nuid={}\npty={tty}\nfifo={}\n",
+        std::process::id(),
+        own_start(),
+        std::process::id(),
+        own_start(),
+        nix::unistd::getuid(),
+        fifo.display()
+    );
+    std::fs::write(
+        env.run
+            .join(tty.trim_start_matches("/dev/").replace('/', "-")),
+        reg,
+    )
+    .unwrap();
+    s.send_line("").unwrap();
+    // Give the hook the time to find the registration without the FIFO (it waits up to 3 s), then make the FIFO.
+    std::thread::sleep(Duration::from_millis(300));
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    s.exp_string("__auditty_install").unwrap();
+    let out = s.exp_eof().unwrap();
+    assert!(
+        out.contains(&format!("local f='{}'", fifo.display())),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_fifo_the_writer_cannot_make_is_withdrawn_from_the_registration() {
+    // hook.fifo_dir does not exist: the session goes on without a command log, and the writer publishes the
+    // registration again without the FIFO the relay had named, so `auditty hook` answers at once with nothing.
+    let tmp = tempfile::tempdir().unwrap();
+    let env = Env::new(&format!(
+        "[hook]\nfifo_dir = {:?}\n",
+        tmp.path().join("missing")
+    ));
+    let mut s = spawn_session(
+        &env,
+        &[
+            "-c",
+            &format!(
+                "echo started; read x; {BIN} --config {} hook bash; echo hook-rc=$?",
+                env.config.display()
+            ),
+        ],
+        10_000,
+    );
+    s.exp_string("started").unwrap();
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let regs: Vec<String> = std::fs::read_dir(&env.run)
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .collect();
+        if !regs.is_empty() && regs.iter().all(|r| r.ends_with("\nfifo=\n")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "registration still names a FIFO: {regs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    s.send_line("").unwrap();
+    let out = s.exp_string("hook-rc=").unwrap();
+    assert!(!out.contains("__auditty_install"), "{out}");
+    s.exp_string("0").unwrap();
+    s.exp_eof().unwrap();
+}

@@ -35,6 +35,11 @@ pub fn run(cli: &Cli, mut privilege: Privilege, shell: HookShell) -> Result<Exit
     let Some(reg) = lookup(&cfg.spool.run_dir, tty.as_deref()) else {
         return Ok(ExitCode::from(NOT_RECORDED));
     };
+    let reg = if cfg.hook.enabled {
+        await_fifo(&cfg.spool.run_dir, tty.as_deref(), reg)
+    } else {
+        reg
+    };
     if !cfg.hook.enabled || reg.fifo.is_empty() || !usable_fifo(&reg.fifo) {
         // Recorded, but no command log for this shell (e.g. `su -` to another user inside the recording).
         return Ok(ExitCode::SUCCESS);
@@ -63,6 +68,30 @@ fn lookup(run_dir: &Path, tty: Option<&str>) -> Option<guard::Registration> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The spool writer makes the FIFO as soon as it runs, while the shell starts: a FIFO that the registration names
+/// but that does not exist yet is on its way. Wait for it (bounded, as for the registration); the writer publishes the
+/// registration again without the FIFO if it cannot make it. Only a missing FIFO is waited for: one that exists but is
+/// not this user's (e.g. `su -` to another user inside the recording) or cannot be reached is answered at once.
+fn await_fifo(
+    run_dir: &Path,
+    tty: Option<&str>,
+    mut reg: guard::Registration,
+) -> guard::Registration {
+    let deadline = Instant::now() + REGISTRATION_WAIT;
+    while !reg.fifo.is_empty()
+        && std::fs::symlink_metadata(&reg.fifo)
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+        match lookup(run_dir, tty) {
+            Some(r) if r.id == reg.id => reg = r,
+            _ => break,
+        }
+    }
+    reg
 }
 
 /// The FIFO exists, is a FIFO, and is ours (root may write to any).

@@ -262,10 +262,11 @@ fn prepare(
     // Not synced: the writer rewrites (and syncs) meta.json as soon as the shell runs, and an fsync here sits on the
     // login's critical path (0.7 ms on an idle disk, 10+ ms on a busy one).
     meta.write_unsynced(&dir)?;
+    // Only named here (for the shell's environment and the guard registration): the writer makes it (`make_fifo`).
     let (fifo_dir, fifo) = if cfg.hook.enabled {
-        make_fifo(&cfg.hook.fifo_dir, &id)
-            .map(|(d, f)| (Some(d), Some(f)))
-            .unwrap_or((None, None))
+        let d = fifo_dir_name(&cfg.hook.fifo_dir, &id);
+        let f = d.join("cmd");
+        (Some(d), Some(f))
     } else {
         (None, None)
     };
@@ -288,16 +289,45 @@ fn prepare(
     })
 }
 
-/// The per-session directory (0700, the user's) holding the command FIFO (0600).
-fn make_fifo(base: &Path, id: &str) -> Option<(PathBuf, PathBuf)> {
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("auditty-{id}-"))
-        .tempdir_in(base)
-        .ok()?
-        .keep();
-    let fifo = dir.join("cmd");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).ok()?;
-    Some((dir, fifo))
+/// The name of the per-session directory holding the command FIFO: `<fifo_dir>/auditty-<id>-<48 random bits>`.
+fn fifo_dir_name(base: &Path, id: &str) -> PathBuf {
+    let rnd = uuid::Uuid::now_v7().as_u128() as u64 & 0xffff_ffff_ffff;
+    base.join(format!("auditty-{id}-{rnd:012x}"))
+}
+
+/// Make the per-session directory (0700, the user's) holding the command FIFO `cmd` (0600). Done by the spool writer
+/// right after the fork, off the way to the user's shell: the shell's hook finds the FIFO through the guard
+/// registration, and `auditty hook` waits (bounded) for a FIFO the registration names but that is not there yet.
+/// mkdir fails on anything already at that name (a symlink included), so nothing of someone else's is used.
+fn make_fifo(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().mode(0o700).create(dir)?;
+    nix::unistd::mkfifo(
+        &dir.join("cmd"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .inspect_err(|_| {
+        let _ = std::fs::remove_dir(dir);
+    })?;
+    Ok(())
+}
+
+/// The writer could not make the FIFO that the relay's registration names: once that registration is there, publish
+/// it again without the FIFO, so that `auditty hook` does not wait for it (bounded: the relay publishes right after
+/// the fork, or not at all).
+fn withdraw_fifo(run_dir: &Path, reg: &mut Registration, keys: &[String]) {
+    reg.fifo.clear();
+    let Some(key) = keys.first() else {
+        return;
+    };
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while std::time::Instant::now() < end {
+        if guard::read_key(run_dir, key).is_some_and(|r| r.id == reg.id) {
+            let _ = reg.publish(run_dir, keys);
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 fn record(
@@ -355,6 +385,16 @@ fn record(
             plan.registration = registration(std::process::id()).map(|r| (r, keys));
             drop(pty);
             plan.meta.writer_pid = std::process::id();
+            let fifo_dir = fifo_dir.filter(|d| {
+                let made = make_fifo(d).is_ok();
+                if !made {
+                    plan.fifo = None;
+                    if let Some((reg, keys)) = &mut plan.registration {
+                        withdraw_fifo(&plan.cfg.spool.run_dir, reg, keys);
+                    }
+                }
+                made
+            });
             let code = writer::create_and_run(plan, lock, data_r);
             if let Some(d) = fifo_dir {
                 let _ = std::fs::remove_dir_all(d);

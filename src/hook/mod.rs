@@ -2,9 +2,11 @@
 //! record per command line into the session's command FIFO, and the parser the spool writer reads them with.
 //!
 //! # The FIFO
-//! `auditty session` makes a directory `hook.fifo_dir/auditty-<id>-XXXXXX` (0700, the user's) holding the FIFO
-//! `cmd` (0600); the spool writer reads it and publishes its path in the guard registry (with the PTY),
-//! which is where `auditty hook` takes it from (never from the environment). Other users cannot reach it; the
+//! `auditty session` names a directory `hook.fifo_dir/auditty-<id>-<12 hex>` holding the FIFO `cmd` and publishes
+//! its path in the guard registry (with the PTY), which is where `auditty hook` takes it from (never from the
+//! environment); the spool writer makes the directory (0700, the user's) and the FIFO (0600) first thing, while the
+//! shell starts, so `auditty hook` waits (bounded) for a FIFO the registration names but that is not there yet, and
+//! if the writer cannot make it, it publishes the registration again without it. Other users cannot reach it; the
 //! user can write anything into it, which the parser treats as untrusted (see `fifo`). The writer removes the
 //! directory when the recording ends.
 //!

@@ -134,6 +134,11 @@ fn read(p: &PathBuf) -> Option<Registration> {
     Registration::parse(&std::fs::read_to_string(p).ok()?)
 }
 
+/// The registration published under `key`, live or not.
+pub fn read_key(run_dir: &Path, key: &str) -> Option<Registration> {
+    read(&run_dir.join(key))
+}
+
 /// The live recording that `tty` (or, failing that, this process's audit session) belongs to.
 pub fn lookup(
     run_dir: &Path,
