@@ -289,7 +289,9 @@ fn prepare(
     })
 }
 
-/// The name of the per-session directory holding the command FIFO: `<fifo_dir>/auditty-<id>-<48 random bits>`.
+/// The name of the per-session directory holding the command FIFO: `<fifo_dir>/auditty-<id>-<12 hex digits>`, the
+/// low 48 bits of a fresh UUIDv7 (at least 32 of them random per call, as in tempfile's 6 alphanumeric characters);
+/// only this process knows it until the writer has made it.
 fn fifo_dir_name(base: &Path, id: &str) -> PathBuf {
     let rnd = uuid::Uuid::now_v7().as_u128() as u64 & 0xffff_ffff_ffff;
     base.join(format!("auditty-{id}-{rnd:012x}"))
