@@ -458,25 +458,23 @@ impl Relay<'_> {
     /// on as one chunk: first as one frame into the writer's pipe (so whatever the user sees is already safe from a
     /// SIGKILL of the relay), then to the user's terminal, directly when nothing is queued for it.
     fn read_master(&mut self) {
-        let mut n = 0;
-        let mut ts = 0;
-        loop {
+        let n = loop {
             match read(&self.ep.master, &mut self.batch) {
-                Ok(0) => self.master_eof = true,
-                Ok(k) => {
-                    ts = monotonic_ns();
-                    n = k;
+                Ok(0) => {
+                    self.master_eof = true;
+                    return;
                 }
-                Err(Errno::EINTR) => continue,
-                Err(Errno::EAGAIN) => {}
-                // EIO: every holder of the slave has closed it.
-                Err(_) => self.master_eof = true,
+                Ok(k) => break k,
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => return,
+                Err(_) => {
+                    // EIO: every holder of the slave has closed it.
+                    self.master_eof = true;
+                    return;
+                }
             }
-            break;
-        }
-        if n == 0 {
-            return;
-        }
+        };
+        let ts = monotonic_ns();
         self.last_output = Instant::now();
         frames::encode(&mut self.to_writer.buf, Kind::Output, ts, &self.batch[..n]);
         self.flush_writer();

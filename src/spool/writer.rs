@@ -207,7 +207,7 @@ pub fn run(mut plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
     // of waiting on the pipe, so the relay's pipe write wakes nobody (see NAP).
     let mut active_since_data: Option<Instant> = None;
     let mut last_drain = 0usize;
-    'session: loop {
+    loop {
         // Once the relay has said the session ended, EOF follows at once: wait for it without a nap.
         let napping =
             w.end.is_none() && active_since_data.is_some_and(|t| t.elapsed() < NAP_LINGER);
@@ -237,45 +237,16 @@ pub fn run(mut plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
             w.read_commands(r, &mut parser);
         }
         last_drain = 0;
-        // Drain: read while reads come back full (more is waiting); a short read means the pipe is empty now.
         if data_ready {
-            loop {
-                match data.read(&mut inbuf) {
-                    Ok(0) => {
-                        eof = true;
-                        break 'session;
-                    }
-                    Ok(n) => {
-                        last_drain += n;
-                        pending.extend_from_slice(&inbuf[..n]);
-                        let mut at = 0;
-                        loop {
-                            match frames::decode(&pending[at..]) {
-                                Ok(Some((f, used))) => {
-                                    w.handle(f.kind, f.ts_ns, f.payload);
-                                    at += used;
-                                }
-                                Ok(None) => break,
-                                Err(e) => {
-                                    corrupt = Some(e);
-                                    break;
-                                }
-                            }
-                        }
-                        pending.drain(..at);
-                        if corrupt.is_some() {
-                            break 'session;
-                        }
-                        if n < inbuf.len() {
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) => {
-                        corrupt = Some(format!("reading the relay pipe: {e}"));
-                        break 'session;
-                    }
+            match drain(&mut data, &mut inbuf, &mut pending, &mut w) {
+                Drained::Bytes(n) => last_drain = n,
+                Drained::Eof => {
+                    eof = true;
+                    break;
+                }
+                Drained::Corrupt(e) => {
+                    corrupt = Some(e);
+                    break;
                 }
             }
         }
@@ -311,6 +282,38 @@ pub fn run(mut plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
     }
     w.finish();
     0
+}
+
+/// What one drain of the relay's pipe came to.
+enum Drained {
+    /// Bytes taken (the pipe is empty now, or the next read would wait).
+    Bytes(usize),
+    Eof,
+    Corrupt(String),
+}
+
+/// Read the pipe while reads come back full (more is waiting), handing every complete frame to the writer; a short
+/// read means the pipe is empty now.
+fn drain(data: &mut File, inbuf: &mut [u8], pending: &mut Vec<u8>, w: &mut Writer) -> Drained {
+    let mut total = 0;
+    loop {
+        match data.read(inbuf) {
+            Ok(0) => return Drained::Eof,
+            Ok(n) => {
+                total += n;
+                pending.extend_from_slice(&inbuf[..n]);
+                if let Err(e) = w.handle_frames(pending) {
+                    return Drained::Corrupt(e);
+                }
+                if n < inbuf.len() {
+                    return Drained::Bytes(total);
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Drained::Bytes(total),
+            Err(e) => return Drained::Corrupt(format!("reading the relay pipe: {e}")),
+        }
+    }
 }
 
 /// Open the FIFO for reading without blocking, plus a write end we keep so it never reports EOF.
@@ -366,6 +369,24 @@ impl Writer {
             t.info(b, "INPUT_LOG", "input");
         }
         self.flush(false);
+    }
+
+    /// Handle the complete frames at the front of `pending` and remove them; a frame that cannot be decoded is an
+    /// error (the rest of the stream cannot be trusted).
+    fn handle_frames(&mut self, pending: &mut Vec<u8>) -> Result<(), String> {
+        let mut at = 0;
+        let res = loop {
+            match frames::decode(&pending[at..]) {
+                Ok(Some((f, used))) => {
+                    self.handle(f.kind, f.ts_ns, f.payload);
+                    at += used;
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        pending.drain(..at);
+        res
     }
 
     fn handle(&mut self, kind: Kind, ts: u64, p: &[u8]) {
