@@ -36,8 +36,10 @@ const READ_CHUNK: usize = 256 << 10;
 const NAP: Duration = Duration::from_millis(10);
 /// The nap after a drain that filled the read buffer (bulk output): short, so the pipe never fills.
 const NAP_BULK: Duration = Duration::from_millis(2);
-/// Back to waiting on the pipe (no periodic wake-ups) after this long without data: an idle session costs nothing.
-const NAP_LINGER: Duration = Duration::from_secs(2);
+/// Back to waiting on the pipe (no periodic wake-ups) after this long without data: an idle session costs nothing,
+/// and a session that prints now and then costs at most 50 naps per output. Typing faster than this never wakes the
+/// writer on a keystroke's path.
+const NAP_LINGER: Duration = Duration::from_millis(500);
 
 /// Everything the writer knows before the session starts (prepared by `cmd::session` before fork).
 pub struct WriterPlan {
