@@ -317,21 +317,7 @@ fn hook_waits_for_a_registration_that_is_on_its_way() {
     let mut s = rexpect::session::spawn_command(c, Some(10_000)).unwrap();
     let tty = s.read_line().unwrap().trim().to_string();
     assert!(tty.starts_with("/dev/pts/"), "{tty}");
-    let reg = format!(
-        "id=x\nrelay_pid={}\nrelay_start={}\nwriter_pid={}\nwriter_start={}\nuid={}\npty={tty}\nfifo={}\n",
-        std::process::id(),
-        own_start(),
-        std::process::id(),
-        own_start(),
-        nix::unistd::getuid(),
-        fifo.display()
-    );
-    std::fs::write(
-        env.run
-            .join(tty.trim_start_matches("/dev/").replace('/', "-")),
-        reg,
-    )
-    .unwrap();
+    register_this_process(&env, &tty, &fifo);
     s.exp_string("__auditty_install").unwrap();
     let out = s.exp_eof().unwrap();
     assert!(
@@ -362,21 +348,7 @@ fn hook_waits_for_a_fifo_that_is_on_its_way() {
         .env("AUDITTY_RECORDING", "20261122T000000Z-u-000000000000");
     let mut s = rexpect::session::spawn_command(c, Some(10_000)).unwrap();
     let tty = s.read_line().unwrap().trim().to_string();
-    let reg = format!(
-        "id=x\nrelay_pid={}\nrelay_start={}\nwriter_pid={}\nwriter_start={}\nuid={}\npty={tty}\nfifo={}\n",
-        std::process::id(),
-        own_start(),
-        std::process::id(),
-        own_start(),
-        nix::unistd::getuid(),
-        fifo.display()
-    );
-    std::fs::write(
-        env.run
-            .join(tty.trim_start_matches("/dev/").replace('/', "-")),
-        reg,
-    )
-    .unwrap();
+    register_this_process(&env, &tty, &fifo);
     s.send_line("").unwrap();
     // Give the hook the time to find the registration without the FIFO (it waits up to 3 s), then make the FIFO.
     std::thread::sleep(Duration::from_millis(300));
@@ -431,4 +403,24 @@ fn a_fifo_the_writer_cannot_make_is_withdrawn_from_the_registration() {
     assert!(!out.contains("__auditty_install"), "{out}");
     s.exp_string("0").unwrap();
     s.exp_eof().unwrap();
+}
+
+/// Publish a guard registration for `tty` that names this test process as relay and writer (alive, so the
+/// registration counts) and `fifo` as the command FIFO.
+fn register_this_process(env: &Env, tty: &str, fifo: &std::path::Path) {
+    let reg = format!(
+        "id=x\nrelay_pid={}\nrelay_start={}\nwriter_pid={}\nwriter_start={}\nuid={}\npty={tty}\nfifo={}\n",
+        std::process::id(),
+        own_start(),
+        std::process::id(),
+        own_start(),
+        nix::unistd::getuid(),
+        fifo.display()
+    );
+    std::fs::write(
+        env.run
+            .join(tty.trim_start_matches("/dev/").replace('/', "-")),
+        reg,
+    )
+    .unwrap();
 }
