@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use time::OffsetDateTime;
@@ -76,17 +76,24 @@ fn record_raw_sum(meta: &mut Meta, name: &str, sum: FileSum) {
 
 /// Temporary files a compression interrupted by a crash left behind (`.<name>.gz.XXXXXX`).
 fn remove_stale_temporaries(dir: &Path, gz_name: &str) {
-    let prefix = format!(".{gz_name}.");
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.file_name()
-                .to_str()
-                .is_some_and(|n| n.starts_with(&prefix))
-            {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
+    for p in entries_starting_with(dir, &format!(".{gz_name}.")) {
+        let _ = std::fs::remove_file(p);
     }
+}
+
+/// The entries of `dir` whose names start with `prefix` (none when it cannot be read).
+fn entries_starting_with(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(prefix))
+        })
+        .map(|e| e.path())
+        .collect()
 }
 
 /// gzip every data file of the recording in `dir` that is still uncompressed into `<name>.gz` (`level`), and record
@@ -593,16 +600,8 @@ pub fn flush(cfg: &Config, spool: &Spool, all: bool, log: &mut Logger) -> Result
 /// The per-session command FIFO directories (`<fifo_dir>/auditty-<id>-*`) a vanished writer could not remove.
 /// `remove_dir_all` removes a symlink itself, never what it points to.
 fn remove_fifo_dirs(fifo_dir: &Path, id: &str) {
-    let prefix = format!("auditty-{id}-");
-    if let Ok(rd) = std::fs::read_dir(fifo_dir) {
-        for e in rd.flatten() {
-            if e.file_name()
-                .to_str()
-                .is_some_and(|n| n.starts_with(&prefix))
-            {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
+    for p in entries_starting_with(fifo_dir, &format!("auditty-{id}-")) {
+        let _ = std::fs::remove_dir_all(p);
     }
 }
 
