@@ -365,10 +365,27 @@ impl<R: BufRead> TimingReader<R> {
 // ------------------------------------------------------------------------------------------------------------
 // Files of a recording
 
-/// Open a file for reading, through a gzip decoder when its name ends in `.gz`.
+/// Open a file for reading, through a gzip decoder when its name ends in `.gz`. A plain file that is gone but has a
+/// `.gz` beside it was compressed meanwhile (`auditty flush` compresses a queued recording before mailing it): the
+/// `.gz` holds the same bytes.
 pub fn open_maybe_gz(path: &Path) -> Result<Box<dyn BufRead>> {
-    let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    if path.extension().is_some_and(|e| e == "gz") {
+    let is_gz = |p: &Path| p.extension().is_some_and(|e| e == "gz");
+    let (path, f) = match File::open(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !is_gz(path) => {
+            let mut gz = path.as_os_str().to_owned();
+            gz.push(".gz");
+            let gz = std::path::PathBuf::from(gz);
+            match File::open(&gz) {
+                Ok(f) => (gz, f),
+                Err(_) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
+            }
+        }
+        r => (
+            path.to_path_buf(),
+            r.with_context(|| format!("cannot open {}", path.display()))?,
+        ),
+    };
+    if is_gz(&path) {
         Ok(Box::new(BufReader::with_capacity(
             CHUNK,
             flate2::bufread::MultiGzDecoder::new(BufReader::with_capacity(CHUNK, f)),
@@ -1324,6 +1341,21 @@ H 0.000000 EXIT_CODE 7\n";
             Duration::from_secs(1_000_000_000)
         );
         assert_eq!(o(4.0, Some(0.1)).pause(200_000), Duration::from_millis(50));
+    }
+
+    #[test]
+    fn a_plain_file_compressed_meanwhile_is_read_from_its_gz() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut enc, b"Script started\nhello").unwrap();
+        std::fs::write(dir.path().join("typescript.gz"), enc.finish().unwrap()).unwrap();
+        let mut r = open_maybe_gz(&dir.path().join("typescript")).unwrap();
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"Script started\nhello");
+        let e = open_maybe_gz(&dir.path().join("timing")).err().unwrap();
+        assert!(format!("{e:#}").contains("cannot open"), "{e:#}");
+        assert!(format!("{e:#}").contains("timing"), "{e:#}");
     }
 
     #[test]
