@@ -2,7 +2,7 @@
 # End-to-end test host, run by tests/e2e_deploy.rs as:
 #   unshare -m --propagation private -- bash tests/e2e/ns.sh T SSH_PORT SMTP_PORT
 # Inside this private mount namespace the host's /etc, /usr, /var, /home and /root are overlays whose changes land in
-# T/ovl/<dir>/upper, /run and /tmp are private tmpfs (T stays visible) and /dev is a tmpfs holding the host's device
+# T/ovl/<dir>/upper, /run and /tmp are private tmpfs (T and the repository stay visible) and /dev is a tmpfs holding the host's device
 # nodes, a private devpts and a private /dev/log:
 # nothing done here (install.sh, useradd, sshd_config.d) reaches the host. It starts a real rsyslogd on /dev/log, a
 # real SMTP server (msmtpd, storing each message in T/mail) and a real sshd on 127.0.0.1:SSH_PORT, creates the test
@@ -33,11 +33,15 @@ done
 mount -t tmpfs -o mode=0755 tmpfs /run
 mkdir -p /run/sshd /run/lock
 chmod 0755 /run/sshd
-# A private /tmp too (FIFO directories of recordings, tmux sockets), with T itself still reachable at its path.
-mkdir /run/e2e-t
+# A private /tmp too (FIFO directories of recordings, tmux sockets), with the repository (install.sh, the binary) and
+# T still reachable at their paths, wherever they are (a checkout under /tmp included).
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+mkdir /run/e2e-repo /run/e2e-t
+mount --bind "$REPO" /run/e2e-repo
 mount --bind "$T" /run/e2e-t
 mount -t tmpfs -o mode=1777 tmpfs /tmp
-mkdir -p "$T"
+mkdir -p "$REPO" "$T"
+mount --bind /run/e2e-repo "$REPO"
 mount --bind /run/e2e-t "$T"
 
 # /dev: a private tmpfs with the host's plain device nodes bound in, so that /dev/log can be ours.
