@@ -63,6 +63,30 @@ impl ExecPlan {
     }
 }
 
+/// A small `/proc` file, read in one go. (`std::fs::read_to_string` stats it, then grows its buffer from 32 bytes:
+/// up to eight reads on the way to the shell, and the kernel formats the whole file again for each.)
+pub fn read_proc(path: &str) -> Option<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    loop {
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                len += n;
+                if len == buf.len() {
+                    buf.resize(len * 2, 0);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).ok()
+}
+
 /// Which side of a fork we are on.
 pub enum Forked {
     Parent(Pid),
@@ -79,7 +103,7 @@ struct ProcStatus {
 }
 
 fn proc_status() -> ProcStatus {
-    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let text = read_proc("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))

@@ -461,17 +461,44 @@ impl Login {
     }
 }
 
-fn read_maybe_gz(dir: &Path, name: &str) -> Vec<u8> {
-    if let Ok(b) = std::fs::read(dir.join(name)) {
-        return b;
+/// A file of a finished recording. Delivery may move the recording on (queue → sent or failed) while it is read, so
+/// each try looks for it in every finished state.
+fn read_finished(dir: &Path, name: &str) -> Option<Vec<u8>> {
+    let id = dir.file_name().unwrap();
+    let spool = dir.parent().and_then(Path::parent).unwrap();
+    for _ in 0..50 {
+        for st in ["queue", "sent", "failed"] {
+            if let Ok(b) = std::fs::read(spool.join(st).join(id).join(name)) {
+                return Some(b);
+            }
+        }
+        if !["queue", "sent", "failed"]
+            .iter()
+            .any(|st| spool.join(st).join(id).is_dir())
+        {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        return None;
     }
-    let gz = std::fs::read(dir.join(format!("{name}.gz")))
-        .unwrap_or_else(|e| panic!("{}: neither {name} nor {name}.gz: {e}", dir.display()));
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(&gz[..])
-        .read_to_end(&mut out)
-        .unwrap();
-    out
+    None
+}
+
+/// A data file of a finished recording, plain or compressed (delivery compresses it before the first mail).
+fn read_maybe_gz(dir: &Path, name: &str) -> Vec<u8> {
+    for _ in 0..50 {
+        if let Some(b) = read_finished(dir, name) {
+            return b;
+        }
+        if let Some(gz) = read_finished(dir, &format!("{name}.gz")) {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&gz[..])
+                .read_to_end(&mut out)
+                .unwrap();
+            return out;
+        }
+    }
+    panic!("{}: neither {name} nor {name}.gz", dir.display());
 }
 
 /// Play a recording with util-linux scriptreplay (fast) and return what it printed.
@@ -505,7 +532,9 @@ fn replay_dir(dir: &Path) -> String {
 }
 
 fn meta(dir: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(dir.join("meta.json")).unwrap()).unwrap()
+    let m = read_finished(dir, "meta.json")
+        .unwrap_or_else(|| panic!("{}: no meta.json", dir.display()));
+    serde_json::from_slice(&m).unwrap()
 }
 
 fn id_of(dir: &Path) -> String {

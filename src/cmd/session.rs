@@ -2,25 +2,28 @@
 //!
 //! Order of events (the process is single-threaded throughout, so the writer's fork is safe; the shell is started as
 //! posix_spawn does, `sys::spawn_on_pty`):
-//! config → nesting guard → recording directory, meta.json and lock → open the PTY → fork the spool writer (keeps
-//! group auditty, detaches, creates the data files) → this process publishes the PTY in the guard, drops the group,
-//! starts the shell on the PTY and becomes the relay.
+//! config → nesting guard → open the PTY → fork the spool writer (keeps group auditty, detaches, creates the
+//! recording: directory, lock, meta.json, data files, command FIFO) → this process publishes the PTY in the guard,
+//! drops the group, starts the shell on the PTY and becomes the relay. Nothing is created on disk on the way to the
+//! shell: the writer does it meanwhile, and frames wait in the pipe. With policy.on_error = closed the shell starts
+//! only once the writer has reported the recording created; with open, a writer that cannot create it lets the
+//! session go on unrecorded (`writer::create_recording_and_run`).
 
 use std::ffi::{OsStr, OsString};
-use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use nix::fcntl::{FcntlArg, Flock, OFlag, fcntl};
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::pty::Winsize;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::unistd::{Pid, User, pipe2};
 use time::{OffsetDateTime, UtcOffset};
 
 use crate::cli::Cli;
-use crate::config::{Config, OnError};
+use crate::config::{Config, OnError, TimingFormat};
 use crate::privilege::Privilege;
 use crate::record::meta::Meta;
 use crate::session::pty::Pty;
@@ -29,7 +32,7 @@ use crate::session::signals::Signals;
 use crate::session::terminal::{self, RawMode};
 use crate::spool::frames::{self, Kind};
 use crate::spool::guard::{self, Registration};
-use crate::spool::layout::{self, Spool};
+use crate::spool::layout::{self, Spool, State};
 use crate::spool::writer::{self, WriterPlan};
 use crate::sys::{self, ExecPlan, Forked};
 use crate::syslog::Logger;
@@ -146,18 +149,7 @@ pub fn run(cli: &Cli, mut privilege: Privilege, command: Option<String>) -> Resu
         return Err(shell.exec_plan(&[])?.exec())
             .context(format!("cannot execute {}", shell.shell.display()));
     }
-    let prepared = match prepare(&cfg, &shell, tty.as_deref(), audit_session) {
-        Ok(p) => p,
-        Err(e) => {
-            return unrecorded(
-                privilege,
-                &shell,
-                cfg.policy.on_error,
-                Some(&cfg),
-                &format!("{e:#}"),
-            );
-        }
-    };
+    let prepared = prepare(&cfg, &shell, tty.as_deref(), audit_session);
     record(cfg, privilege, shell, prepared)
 }
 
@@ -221,12 +213,20 @@ fn is_exempt(cfg: &Config, shell: &ShellPlan) -> bool {
     cfg.policy.exempt_groups.iter().any(|g| names.contains(g))
 }
 
-/// A recording made ready before anything forks: its directory (locked) with `meta.json`. The data files are the
-/// writer's to create once it runs (`writer::create_and_run`).
+/// A new recording as this process knows it before the fork: names and times, nothing on disk. The spool writer
+/// creates it (directory, lock, meta.json, data files) once it runs, while the shell starts: none of those inodes
+/// is made on the way to the user's shell, and frames wait in the pipe meanwhile.
 struct Prepared {
-    plan: WriterPlan,
-    lock: Flock<File>,
+    id: String,
+    start_wall: OffsetDateTime,
+    /// CLOCK_MONOTONIC when the recording began: the first timing delta counts from here.
+    opened_ns: u64,
+    format: TimingFormat,
+    tty: Option<String>,
+    ws: Option<Winsize>,
     fifo_dir: Option<PathBuf>,
+    fifo: Option<PathBuf>,
+    audit_session: Option<u32>,
 }
 
 fn prepare(
@@ -234,34 +234,9 @@ fn prepare(
     shell: &ShellPlan,
     tty: Option<&str>,
     audit_session: Option<u32>,
-) -> Result<Prepared> {
-    let spool = Spool::new(&cfg.spool.dir);
+) -> Prepared {
     let start_wall = OffsetDateTime::now_utc();
-    let offset = UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC);
     let id = layout::new_id(&shell.user, start_wall);
-    let dir = spool.create_recording(&id)?;
-    let format = cfg.record.effective_timing();
-    let lock = layout::lock_new(&dir)?.context("a fresh recording is locked by someone else")?;
-    let ws = sys::get_winsize(std::io::stdin().as_fd()).ok();
-    let meta = Meta {
-        tty: tty.map(str::to_string),
-        term: std::env::var("TERM").ok(),
-        columns: ws.map(|w| w.ws_col).unwrap_or(80),
-        lines: ws.map(|w| w.ws_row).unwrap_or(24),
-        input_recorded: cfg.record.input,
-        ..Meta::new_recording(
-            &id,
-            &shell.user,
-            shell.uid,
-            &shell.shell.display().to_string(),
-            shell.command.clone(),
-            start_wall.to_offset(offset),
-            format,
-        )
-    };
-    // Not synced: the writer rewrites (and syncs) meta.json as soon as the shell runs, and an fsync here sits on the
-    // login's critical path (0.7 ms on an idle disk, 10+ ms on a busy one).
-    meta.write_unsynced(&dir)?;
     // Only named here (for the shell's environment and the guard registration): the writer makes it (`make_fifo`).
     let (fifo_dir, fifo) = if cfg.hook.enabled {
         let d = fifo_dir_name(&cfg.hook.fifo_dir, &id);
@@ -270,23 +245,55 @@ fn prepare(
     } else {
         (None, None)
     };
-    let plan = WriterPlan {
-        cfg: cfg.clone(),
-        spool,
-        dir,
-        meta,
-        format,
+    Prepared {
+        id,
+        start_wall,
         opened_ns: writer::monotonic_ns(),
-        offset,
+        format: cfg.record.effective_timing(),
+        tty: tty.map(str::to_string),
+        ws: sys::get_winsize(std::io::stdin().as_fd()).ok(),
+        fifo_dir,
         fifo,
         audit_session,
-        registration: None,
-    };
-    Ok(Prepared {
-        plan,
-        lock,
-        fifo_dir,
-    })
+    }
+}
+
+impl Prepared {
+    /// The spool writer's plan, made in the writer before it clears its environment (TZ, TERM and SSH_CLIENT are
+    /// read from it).
+    fn writer_plan(&self, cfg: &Config, shell: &ShellPlan, relay_pid: u32) -> WriterPlan {
+        let offset = UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC);
+        let meta = Meta {
+            tty: self.tty.clone(),
+            term: std::env::var("TERM").ok(),
+            columns: self.ws.map(|w| w.ws_col).unwrap_or(80),
+            lines: self.ws.map(|w| w.ws_row).unwrap_or(24),
+            input_recorded: cfg.record.input,
+            relay_pid,
+            writer_pid: std::process::id(),
+            ..Meta::new_recording(
+                &self.id,
+                &shell.user,
+                shell.uid,
+                &shell.shell.display().to_string(),
+                shell.command.clone(),
+                self.start_wall.to_offset(offset),
+                self.format,
+            )
+        };
+        let spool = Spool::new(&cfg.spool.dir);
+        WriterPlan {
+            cfg: cfg.clone(),
+            dir: spool.recording_dir(State::Active, &self.id),
+            spool,
+            meta,
+            format: self.format,
+            opened_ns: self.opened_ns,
+            offset,
+            fifo: self.fifo.clone(),
+            registration: None,
+        }
+    }
 }
 
 /// The name of the per-session directory holding the command FIFO: `<fifo_dir>/auditty-<id>-<12 hex digits>`, the
@@ -314,64 +321,46 @@ fn make_fifo(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The writer could not make the FIFO that the relay's registration names: once that registration is there, publish
-/// it again without the FIFO, so that `auditty hook` does not wait for it (bounded: the relay publishes right after
-/// the fork, or not at all).
-fn withdraw_fifo(run_dir: &Path, reg: &mut Registration, keys: &[String]) {
-    reg.fifo.clear();
-    let Some(key) = keys.first() else {
-        return;
-    };
-    let end = std::time::Instant::now() + std::time::Duration::from_secs(1);
-    while std::time::Instant::now() < end {
-        if guard::read_key(run_dir, key).is_some_and(|r| r.id == reg.id) {
-            let _ = reg.publish(run_dir, keys);
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-}
-
 fn record(
     cfg: Config,
     mut privilege: Privilege,
     shell: ShellPlan,
     prepared: Prepared,
 ) -> Result<ExitCode> {
-    let Prepared {
-        mut plan,
-        lock,
-        fifo_dir,
-    } = prepared;
     let (data_r, data_w) = pipe2(OFlag::O_CLOEXEC).context("cannot create the recorder pipe")?;
     // A bigger pipe absorbs output bursts while the writer is busy (1 MiB is the unprivileged maximum).
     let _ = fcntl(&data_w, FcntlArg::F_SETPIPE_SZ(1 << 20));
-    // Until the writer has left our session and ignores the terminal's signals, a hangup or ^C sent to our process
-    // group (e.g. a session that ends at once) would kill it before it writes a byte: block them across the fork.
+    // With policy.on_error = closed the shell starts only once the writer says the recording exists (`await_writer`).
+    let ready = match cfg.policy.on_error {
+        OnError::Closed => Some(pipe2(OFlag::O_CLOEXEC).context("cannot create a pipe")?),
+        OnError::Open => None,
+    };
     // The PTY is opened before the writer exists, so the guard can name it before the shell starts (a nested
     // login shell's profile asks the guard at once).
-    let ws = sys::get_winsize(std::io::stdin().as_fd()).ok();
     let termios = nix::sys::termios::tcgetattr(std::io::stdin()).ok();
-    let pty = Pty::open(termios.as_ref(), ws.as_ref())?;
-    let keys = guard::keys(&pty.name, plan.audit_session);
+    let pty = Pty::open(termios.as_ref(), prepared.ws.as_ref())?;
+    let keys = guard::keys(&pty.name, prepared.audit_session);
+    let pty_name = pty.name.clone();
     let relay_pid = std::process::id();
     let relay_start = guard::process_start(relay_pid);
     let registration = |writer_pid: u32| {
         Some(Registration {
-            id: plan.meta.id.clone(),
+            id: prepared.id.clone(),
             relay_pid,
             relay_start: relay_start?,
             writer_pid,
             writer_start: guard::process_start(writer_pid)?,
-            uid: plan.meta.uid,
-            pty: pty.name.clone(),
-            fifo: plan
+            uid: shell.uid,
+            pty: pty_name.clone(),
+            fifo: prepared
                 .fifo
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
         })
     };
+    // Until the writer has left our session and ignores the terminal's signals, a hangup or ^C sent to our process
+    // group (e.g. a session that ends at once) would kill it before it writes a byte: block them across the fork.
     let old_mask = writer_signals()
         .thread_swap_mask(SigmaskHow::SIG_BLOCK)
         .context("sigprocmask")?;
@@ -382,22 +371,26 @@ fn record(
     let writer_pid = match forked.context("cannot start the spool writer")? {
         Forked::Child => {
             drop(data_w);
+            drop(pty);
+            let ready = ready.map(|(r, w)| {
+                drop(r);
+                w
+            });
+            let mut plan = prepared.writer_plan(&cfg, &shell, relay_pid);
             become_writer_process();
             let _ = old_mask.thread_set_mask();
             plan.registration = registration(std::process::id()).map(|r| (r, keys));
-            drop(pty);
-            plan.meta.writer_pid = std::process::id();
-            let fifo_dir = fifo_dir.filter(|d| {
+            let fifo_dir = prepared.fifo_dir.filter(|d| {
                 let made = make_fifo(d).is_ok();
                 if !made {
                     plan.fifo = None;
                     if let Some((reg, keys)) = &mut plan.registration {
-                        withdraw_fifo(&plan.cfg.spool.run_dir, reg, keys);
+                        reg.republish_without_fifo(&plan.cfg.spool.run_dir, keys);
                     }
                 }
                 made
             });
-            let code = writer::create_and_run(plan, lock, data_r);
+            let code = writer::create_recording_and_run(plan, data_r, ready);
             if let Some(d) = fifo_dir {
                 let _ = std::fs::remove_dir_all(d);
             }
@@ -405,6 +398,13 @@ fn record(
         }
         Forked::Parent(writer) => writer,
     };
+    drop(data_r);
+    if let Some((r, w)) = ready {
+        drop(w);
+        if let Err(why) = await_writer(r) {
+            return unrecorded(privilege, &shell, OnError::Closed, Some(&cfg), &why);
+        }
+    }
     // Still privileged: publish the PTY in the guard registry (the writer withdraws it at the end).
     if let Some(reg) = registration(writer_pid.as_raw() as u32)
         && let Err(e) = reg.publish(&cfg.spool.run_dir, &keys)
@@ -412,25 +412,63 @@ fn record(
         let mut log = Logger::new(&cfg.syslog);
         crate::syslog::error(&mut log, &reg.id, &format!("nesting guard: {e:#}"));
     }
-    // The relay: give up the group at once (publishing in the guard above is its only privileged act after the fork),
-    // and keep nothing of the spool open.
+    // The relay: give up the group at once (publishing in the guard above is its only privileged act after the fork).
     privilege.drop_group()?;
     let _ = sys::set_non_dumpable();
-    drop(data_r);
-    // Closing (not unlocking) the lock: the writer shares the lock's open file description and keeps it locked.
-    sys::close_keeping_lock(lock);
-    let fifo = plan.fifo.clone();
-    let id = plan.meta.id.clone();
-    let tty = plan.meta.tty.take();
-    drop(plan);
     let fl = OFlag::from_bits_truncate(fcntl(&data_w, FcntlArg::F_GETFL)?);
     fcntl(&data_w, FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK))?;
     let ids = Ids {
-        recording: &id,
-        tty: tty.as_deref(),
-        fifo: fifo.as_deref(),
+        recording: &prepared.id,
+        tty: prepared.tty.as_deref(),
+        fifo: prepared.fifo.as_deref(),
     };
     run_relay(&cfg, &shell, ids, data_w, writer_pid, pty)
+}
+
+/// How long a session with policy.on_error = closed waits for its writer to create the recording.
+const WRITER_READY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// policy.on_error = closed: wait until the writer has created the recording (`writer::READY`); otherwise the reason
+/// it gives (or that it gave none), for the refusal.
+fn await_writer(ready: OwnedFd) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + WRITER_READY_WAIT;
+    let mut said = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let mut fds = [nix::poll::PollFd::new(
+            ready.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let timeout = nix::poll::PollTimeout::try_from(left).unwrap_or(nix::poll::PollTimeout::MAX);
+        match nix::poll::poll(&mut fds, timeout) {
+            Ok(0) => {
+                return Err(format!(
+                    "the spool writer did not create the recording within {} s",
+                    WRITER_READY_WAIT.as_secs()
+                ));
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(format!("waiting for the spool writer: {e}")),
+            Ok(_) => {}
+        }
+        match nix::unistd::read(&ready, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if said.is_empty() && buf[0] == writer::READY {
+                    return Ok(());
+                }
+                said.extend_from_slice(&buf[..n]);
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(format!("waiting for the spool writer: {e}")),
+        }
+    }
+    if said.is_empty() {
+        Err("the spool writer ended before it created the recording".into())
+    } else {
+        Err(String::from_utf8_lossy(&said).into_owned())
+    }
 }
 
 /// Names the relay passes on to the shell: the recording id, the user's terminal (as found at the start), the FIFO.

@@ -425,7 +425,7 @@ fn continue_stopped_writer(meta: &Meta) -> bool {
     if pid == 0 {
         return false;
     }
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    let Some(stat) = crate::sys::read_proc(&format!("/proc/{pid}/stat")) else {
         return false;
     };
     let state = stat

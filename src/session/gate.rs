@@ -168,7 +168,7 @@ fn ancestors() -> HashSet<u32> {
 }
 
 fn parent_of(pid: u32) -> Option<u32> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let s = crate::sys::read_proc(&format!("/proc/{pid}/stat"))?;
     let rest = &s[s.rfind(')')? + 2..];
     rest.split_whitespace().nth(1)?.parse().ok()
 }

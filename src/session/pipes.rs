@@ -26,7 +26,6 @@ use crate::privilege::Privilege;
 use crate::record::meta::Meta;
 use crate::session::gate::Who;
 use crate::spool::frames::{self, Kind};
-use crate::spool::guard;
 use crate::spool::layout::{self, Spool};
 use crate::spool::writer::{self, WriterPlan};
 use crate::sys::{self, Forked};
@@ -99,7 +98,6 @@ fn prepare(cfg: &Config, who: &Who, command: Option<String>) -> Result<(WriterPl
         opened_ns: writer::monotonic_ns(),
         offset,
         fifo: None,
-        audit_session: guard::audit_session_id(),
         registration: None,
     };
     Ok((plan, lock))

@@ -12,7 +12,7 @@ pub fn members(sid: Pid) -> Vec<Pid> {
     rd.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|&pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            let Some(stat) = crate::sys::read_proc(&format!("/proc/{pid}/stat")) else {
                 return false;
             };
             // Fields after the command name (which may hold spaces and parentheses): state ppid pgrp session …

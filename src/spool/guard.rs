@@ -43,21 +43,21 @@ pub fn keys(pty: &str, audit_session: Option<u32>) -> Vec<String> {
 
 /// The kernel audit session id of this process, if pam_loginuid set one (4294967295 means unset).
 pub fn audit_session_id() -> Option<u32> {
-    let s = std::fs::read_to_string("/proc/self/sessionid").ok()?;
+    let s = crate::sys::read_proc("/proc/self/sessionid")?;
     let n: u32 = s.trim().parse().ok()?;
     (n != u32::MAX).then_some(n)
 }
 
 /// The audit login uid, if set.
 pub fn login_uid() -> Option<u32> {
-    let s = std::fs::read_to_string("/proc/self/loginuid").ok()?;
+    let s = crate::sys::read_proc("/proc/self/loginuid")?;
     let n: u32 = s.trim().parse().ok()?;
     (n != u32::MAX).then_some(n)
 }
 
 /// Start time (field 22 of /proc/<pid>/stat) of a live process.
 pub fn process_start(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let s = crate::sys::read_proc(&format!("/proc/{pid}/stat"))?;
     // The command name (field 2) may hold spaces and parentheses: fields resume after the last ')'.
     let rest = &s[s.rfind(')')? + 2..];
     rest.split_whitespace().nth(19)?.parse().ok()
@@ -117,6 +117,24 @@ impl Registration {
                 .with_context(|| format!("cannot publish {}/{key}", run_dir.display()))?;
         }
         Ok(())
+    }
+
+    /// Publish again without the FIFO (the writer could not make it, or records nothing), once the relay's own
+    /// publication is there, so that `auditty hook` does not wait for a FIFO that will never come. Bounded: the relay
+    /// publishes right after the fork, or not at all.
+    pub fn republish_without_fifo(&mut self, run_dir: &Path, keys: &[String]) {
+        self.fifo.clear();
+        let Some(key) = keys.first() else {
+            return;
+        };
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while std::time::Instant::now() < end {
+            if read_key(run_dir, key).is_some_and(|r| r.id == self.id) {
+                let _ = self.publish(run_dir, keys);
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 
     /// Remove our entries (only those still naming this recording).

@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use nix::fcntl::Flock;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use time::{OffsetDateTime, UtcOffset};
@@ -52,7 +53,6 @@ pub struct WriterPlan {
     pub opened_ns: u64,
     pub offset: UtcOffset,
     pub fifo: Option<PathBuf>,
-    pub audit_session: Option<u32>,
     /// The guard registration published for this recording's PTY, withdrawn when the recording ends.
     pub registration: Option<(Registration, Vec<String>)>,
 }
@@ -149,7 +149,93 @@ struct Writer {
     shell: Option<nix::unistd::Pid>,
 }
 
-/// The writer's entry point after the fork: create the recording's data files, then `run`. If they cannot be created,
+/// What the writer sends on its ready pipe once the recording exists (`create_recording_and_run`).
+pub const READY: u8 = 0x06;
+
+/// The session's writer, right after the fork: create the recording (directory, lock, meta.json, data files) while
+/// the shell starts, then `run`; frames wait in the pipe meanwhile.
+///
+/// `ready` is given when policy.on_error = closed: the session waits on it before it starts the shell, and gets
+/// READY, or the reason nothing can be recorded (the session then refuses the login, and logs why). Without it
+/// (open), a recording that cannot be created leaves the session running unrecorded (`go_on_unrecorded`).
+pub fn create_recording_and_run(
+    mut plan: WriterPlan,
+    data: OwnedFd,
+    ready: Option<OwnedFd>,
+) -> i32 {
+    let created = plan.spool.create_recording(&plan.meta.id).and_then(|dir| {
+        let lock =
+            layout::lock_new(&dir)?.context("a fresh recording is locked by someone else")?;
+        // Not synced: rewritten (and synced) as soon as the shell runs.
+        plan.meta.write_unsynced(&dir)?;
+        let _ = plan.spool.ensure();
+        WriterFiles::create(&dir, plan.cfg.record.input, lock)
+    });
+    match created {
+        Ok(files) => {
+            if let Some(r) = ready {
+                let _ = nix::unistd::write(&r, &[READY]);
+            }
+            run(plan, files, data)
+        }
+        Err(e) => {
+            let why = format!("{e:#}");
+            if plan.dir.is_dir() {
+                // Ours (the id is new): meta.json says why, and `auditty flush` mails it when it completes it.
+                plan.meta
+                    .write_errors
+                    .push(format!("cannot record the session: {why}"));
+                let _ = plan.meta.write(&plan.dir);
+            }
+            match ready {
+                Some(r) => {
+                    let _ = nix::unistd::write(&r, why.as_bytes());
+                    1
+                }
+                None => {
+                    go_on_unrecorded(plan, &why, data);
+                    0
+                }
+            }
+        }
+    }
+}
+
+/// policy.on_error = open and the recording cannot be created: the session goes on unrecorded. Say so in syslog;
+/// leave the guard registration in place without its FIFO (the shell's profile must not start a nested session,
+/// which would fail the same way); take and drop what the relay sends until the session ends (the relay ends any
+/// session whose writer is gone), then withdraw the registration.
+fn go_on_unrecorded(mut plan: WriterPlan, why: &str, data: OwnedFd) {
+    let mut log = Logger::new(&plan.cfg.syslog);
+    crate::syslog::error(
+        &mut log,
+        &plan.meta.id,
+        &format!(
+            "cannot record the session of {} (policy.on_error=open: continuing unrecorded): {why}",
+            plan.meta.user
+        ),
+    );
+    log.flush_now();
+    let run_dir = plan.cfg.spool.run_dir.clone();
+    if let Some((reg, keys)) = &mut plan.registration {
+        reg.republish_without_fifo(&run_dir, keys);
+    }
+    let mut data = File::from(data);
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        match data.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    if let Some((reg, keys)) = &plan.registration {
+        reg.withdraw(&run_dir, keys);
+    }
+}
+
+/// The pipe recorder's writer (`session::pipes`), right after the fork: create the recording's data files, then `run`. If they cannot be created,
 /// nothing can be recorded: say why (syslog, and meta.json, which `auditty flush` mails when it completes the
 /// recording) and return 1 at once; the relay then ends the session, as it does whenever its writer is gone.
 pub fn create_and_run(mut plan: WriterPlan, lock: Flock<File>, data: OwnedFd) -> i32 {
