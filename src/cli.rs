@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -11,28 +11,73 @@ use clap::{Parser, Subcommand};
     about = "Record interactive shell sessions and deliver them to auditors"
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The options every subcommand takes.
+#[derive(Debug, Args)]
+pub struct Global {
     /// Configuration file (default /etc/auditty.conf; refused while running privileged)
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Override one configuration key for this run, e.g. -o mail.to=auditor@example.com (refused while privileged)
     #[arg(short = 'o', global = true, value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
+}
+
+impl Cli {
+    /// Parse the command line. Every recorded login runs `auditty session`, so that case is tried first with a
+    /// parser that knows only the global options and `session` (a quarter of the full parser to build, which is
+    /// measurable in a login's start-up). Anything it does not accept as it stands (another subcommand, --help,
+    /// --version, a mistake) is parsed again by the full parser, so help, errors and every other subcommand are
+    /// exactly as always.
+    pub fn parse_args() -> Cli {
+        match LoginCli::try_parse() {
+            Ok(LoginCli {
+                global,
+                command: LoginCommand::Session(args),
+            }) => Cli {
+                global,
+                command: Command::Session(args),
+            },
+            Err(_) => Cli::parse(),
+        }
+    }
+}
+
+/// The login path's parser (`Cli::parse_args`).
+#[derive(Parser)]
+#[command(name = "auditty")]
+struct LoginCli {
+    #[command(flatten)]
+    global: Global,
     #[command(subcommand)]
-    pub command: Command,
+    command: LoginCommand,
+}
+
+#[derive(Subcommand)]
+enum LoginCommand {
+    Session(SessionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SessionArgs {
+    /// Run COMMAND through the user's shell instead of an interactive login shell
+    #[arg(short = 'c', value_name = "COMMAND")]
+    pub command: Option<String>,
+    /// Only decide, for /etc/profile.d/auditty.sh: exit 0 record, 3 already inside a recording, 4 exempt or no
+    /// terminal, 5 recording impossible with policy.on_error=open, 6 the same with closed (reason on stdout)
+    #[arg(long, conflicts_with = "command")]
+    pub check: bool,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the user's shell (or -c COMMAND) inside a recorded PTY
-    Session {
-        /// Run COMMAND through the user's shell instead of an interactive login shell
-        #[arg(short = 'c', value_name = "COMMAND")]
-        command: Option<String>,
-        /// Only decide, for /etc/profile.d/auditty.sh: exit 0 record, 3 already inside a recording, 4 exempt or no
-        /// terminal, 5 recording impossible with policy.on_error=open, 6 the same with closed (reason on stdout)
-        #[arg(long, conflicts_with = "command")]
-        check: bool,
-    },
+    Session(SessionArgs),
     /// Replay a recording (directory, typescript path or recording id; .gz files are read transparently)
     Play {
         /// Speed factor (2 = twice as fast), 0.001 to 1000000

@@ -1,4 +1,7 @@
-//! auditty: records interactive shell sessions and delivers them to auditors. `main` only dispatches.
+//! auditty: records interactive shell sessions and delivers them to auditors. `run` only dispatches; the process
+//! starts in `sys::main` (the C entry point, without std's runtime start-up: see there why).
+
+#![cfg_attr(not(test), no_main)]
 
 mod cli;
 mod cmd;
@@ -13,18 +16,14 @@ mod spool;
 mod sys;
 mod syslog;
 
-use std::process::ExitCode;
-
-use clap::Parser;
-
-fn main() -> ExitCode {
+/// The program: parse the command line and run the subcommand; the exit status.
+#[cfg_attr(test, allow(dead_code))]
+fn run() -> cmd::Exit {
     // Decide about the setgid privilege before anything else reads input.
     let privilege = privilege::Privilege::at_start();
-    let cli = cli::Cli::parse();
+    let cli = cli::Cli::parse_args();
     let result = match cli.command {
-        cli::Command::Session { ref command, .. } => {
-            cmd::session::run(&cli, privilege, command.clone())
-        }
+        cli::Command::Session(ref args) => cmd::session::run(&cli, privilege, args.command.clone()),
         cli::Command::Play {
             speed,
             max_delay,
@@ -53,7 +52,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("auditty: {e:#}");
-            ExitCode::from(1)
+            cmd::Exit(1)
         }
     }
 }

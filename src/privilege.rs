@@ -60,14 +60,14 @@ impl Privilege {
     /// default file, and only if it is root-owned and not writable by group or others.
     pub fn load_config(&self, cli: &Cli) -> Result<Config> {
         if self.untrusted_elevated() {
-            if cli.config.is_some() || !cli.overrides.is_empty() {
+            if cli.global.config.is_some() || !cli.global.overrides.is_empty() {
                 bail!("--config and -o are refused while auditty runs with its setgid privilege");
             }
             check_config_owner(Path::new(config::DEFAULT_PATH))?;
         }
         Ok(Config::load(&Source {
-            file: cli.config.as_deref(),
-            overrides: &cli.overrides,
+            file: cli.global.config.as_deref(),
+            overrides: &cli.global.overrides,
         })?)
     }
 }

@@ -430,3 +430,57 @@ mod tests {
         assert_eq!(waitpid(pid, None).unwrap(), WaitStatus::Exited(pid, 7));
     }
 }
+
+/// The program's entry point, called by the C library in place of the Rust runtime's start-up, which would read and
+/// parse all of /proc/self/maps (glibc's pthread_getattr_np, to place the main thread's stack-overflow guard): about
+/// 0.1 ms of every recorded login's start-up on our VM (docs/benchmarks.md). What else that start-up does is done
+/// here, and the rest does not need it (`std::env::args` is set up by the C library's constructors either way):
+/// - stdin, stdout and stderr are made sure to be open (on /dev/null when closed), so that no file auditty opens,
+///   while setgid, can become someone's fd 0-2;
+/// - SIGPIPE is ignored, so a write to a closed pipe fails with EPIPE instead of killing the process (every exec
+///   sets it back to default, `reset_signals`);
+/// - standard output is flushed at the end.
+///
+/// Lost: the runtime's "thread 'main' has overflowed its stack" message; an overflow still ends the process (SIGSEGV
+/// on the kernel's guard gap).
+#[cfg(not(test))]
+// SAFETY: the crate is `#![no_main]`, so this is the only `main` symbol in the program, with the C signature the C
+// library calls.
+#[unsafe(no_mangle)]
+extern "C" fn main(_argc: libc::c_int, _argv: *const *const c_char) -> libc::c_int {
+    open_standard_fds();
+    ignore_signals(&[libc::SIGPIPE]);
+    let status = crate::run();
+    let _ = io::Write::flush(&mut io::stdout());
+    libc::c_int::from(status.0)
+}
+
+/// Make sure fds 0, 1 and 2 are open: any that is closed is opened on /dev/null (as Rust's runtime does); if that
+/// is impossible the process aborts rather than run with a standard stream that a later open would take.
+#[cfg(not(test))]
+fn open_standard_fds() {
+    let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    });
+    // SAFETY: poll reads and writes the three pollfd entries of `fds` only.
+    let polled = unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) };
+    for p in fds {
+        let closed = if polled >= 0 {
+            p.revents & libc::POLLNVAL != 0
+        } else {
+            // poll refused (e.g. EINTR): ask each descriptor.
+            // SAFETY: F_GETFD only reads the descriptor's flags.
+            let flags = unsafe { libc::fcntl(p.fd, libc::F_GETFD) };
+            flags == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::EBADF)
+        };
+        if closed {
+            // SAFETY: a NUL-terminated path; open returns the lowest free descriptor, which is this one.
+            let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR, 0) };
+            if fd != p.fd {
+                std::process::abort();
+            }
+        }
+    }
+}

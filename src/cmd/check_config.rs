@@ -2,11 +2,11 @@
 //! binary's privilege and the mail transport, and say what is wrong naming the key. Exit 0 when nothing is an error
 //! (warnings allowed), 1 otherwise. install.sh runs it before it enables the profile.d script.
 
+use crate::cmd::Exit;
 use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -45,9 +45,10 @@ impl Report {
     }
 }
 
-pub fn run(cli: &Cli, mut privilege: Privilege, send_test: bool) -> Result<ExitCode> {
+pub fn run(cli: &Cli, mut privilege: Privilege, send_test: bool) -> Result<Exit> {
     privilege.drop_unless_trusted()?;
     let path = cli
+        .global
         .config
         .clone()
         .unwrap_or_else(|| config::DEFAULT_PATH.into());
@@ -68,7 +69,7 @@ pub fn run(cli: &Cli, mut privilege: Privilege, send_test: bool) -> Result<ExitC
         Err(e) => {
             r.error(format!("{e:#}"));
             say!("1 error: fix the key named above (see auditty.conf(5))");
-            return Ok(ExitCode::from(1));
+            return Ok(Exit::from(1));
         }
     };
     let auditty_gid = nix::unistd::Group::from_name(GROUP)
@@ -110,9 +111,9 @@ pub fn run(cli: &Cli, mut privilege: Privilege, send_test: bool) -> Result<ExitC
         if r.warnings == 1 { "" } else { "s" }
     );
     Ok(if r.errors == 0 {
-        ExitCode::SUCCESS
+        Exit::SUCCESS
     } else {
-        ExitCode::from(1)
+        Exit::from(1)
     })
 }
 

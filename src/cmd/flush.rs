@@ -1,6 +1,6 @@
 //! `auditty flush [--all]`: deliver due recordings, recover orphans, clean up the spool.
 
-use std::process::ExitCode;
+use crate::cmd::Exit;
 
 use anyhow::Result;
 
@@ -10,7 +10,7 @@ use crate::privilege::Privilege;
 use crate::spool::layout::Spool;
 use crate::syslog::Logger;
 
-pub fn run(cli: &Cli, mut privilege: Privilege, all: bool) -> Result<ExitCode> {
+pub fn run(cli: &Cli, mut privilege: Privilege, all: bool) -> Result<Exit> {
     privilege.drop_unless_trusted()?;
     let cfg = privilege.load_config(cli)?;
     let spool = Spool::new(&cfg.spool.dir);
@@ -39,10 +39,10 @@ pub fn run(cli: &Cli, mut privilege: Privilege, all: bool) -> Result<ExitCode> {
         eprintln!("auditty flush: {e}");
     }
     Ok(if !r.errors.is_empty() || !r.failed.is_empty() {
-        ExitCode::from(1)
+        Exit::from(1)
     } else if !r.deferred.is_empty() {
-        ExitCode::from(75)
+        Exit::from(75)
     } else {
-        ExitCode::SUCCESS
+        Exit::SUCCESS
     })
 }

@@ -7,9 +7,9 @@
 //! printed, or nothing when `hook.enabled` is off or the FIFO is not this user's), 3 when not inside one (the
 //! caller should start `auditty session`), 1 on errors.
 
+use crate::cmd::Exit;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -24,7 +24,7 @@ pub const NOT_RECORDED: u8 = 3;
 const BASH: &str = include_str!("../hook/bash.sh");
 const ZSH: &str = include_str!("../hook/zsh.sh");
 
-pub fn run(cli: &Cli, mut privilege: Privilege, shell: HookShell) -> Result<ExitCode> {
+pub fn run(cli: &Cli, mut privilege: Privilege, shell: HookShell) -> Result<Exit> {
     // /etc/auditty.conf is root:auditty 0640: read it (the fixed file only; --config/-o are refused while
     // privileged) before giving up the group. Nothing else is done with the privilege.
     let cfg = privilege.load_config(cli)?;
@@ -33,7 +33,7 @@ pub fn run(cli: &Cli, mut privilege: Privilege, shell: HookShell) -> Result<Exit
         .ok()
         .map(|p| p.display().to_string());
     let Some(reg) = lookup(&cfg.spool.run_dir, tty.as_deref()) else {
-        return Ok(ExitCode::from(NOT_RECORDED));
+        return Ok(Exit::from(NOT_RECORDED));
     };
     let reg = if cfg.hook.enabled {
         await_fifo(&cfg.spool.run_dir, tty.as_deref(), reg)
@@ -42,10 +42,10 @@ pub fn run(cli: &Cli, mut privilege: Privilege, shell: HookShell) -> Result<Exit
     };
     if !cfg.hook.enabled || reg.fifo.is_empty() || !usable_fifo(&reg.fifo) {
         // Recorded, but no command log for this shell (e.g. `su -` to another user inside the recording).
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::SUCCESS);
     }
     print!("{}", snippet(shell, &reg.fifo));
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::SUCCESS)
 }
 
 /// How long to wait for the spool writer to register a shell that has just been started on its PTY.

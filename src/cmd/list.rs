@@ -1,7 +1,7 @@
 //! `auditty list [--state S] [--user U] [--since T]`: one line per recording.
 
+use crate::cmd::Exit;
 use std::os::unix::fs::MetadataExt;
-use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use time::{OffsetDateTime, UtcOffset};
@@ -109,7 +109,7 @@ pub fn run(
     state: Option<&str>,
     user: Option<&str>,
     since: Option<&str>,
-) -> Result<ExitCode> {
+) -> Result<Exit> {
     privilege.drop_unless_trusted()?;
     let cfg = privilege.load_config(cli)?;
     let spool = Spool::new(&cfg.spool.dir);
@@ -173,5 +173,5 @@ pub fn run(
     for r in rows {
         println!("{r}");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::SUCCESS)
 }

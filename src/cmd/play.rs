@@ -1,7 +1,7 @@
 //! `auditty play`: replay one stream of a recording on stdout, paced by its timing file.
 
+use crate::cmd::Exit;
 use std::io::{ErrorKind, Write};
-use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 
@@ -17,7 +17,7 @@ pub fn run(
     max_delay: Option<f64>,
     stream: Stream,
     rec: &str,
-) -> Result<ExitCode> {
+) -> Result<Exit> {
     privilege.drop_unless_trusted()?;
     let opts = Options {
         stream,
@@ -73,9 +73,9 @@ pub fn run(
     let _ = out.flush();
     drop(out);
     match r {
-        Ok(_) => Ok(ExitCode::SUCCESS),
+        Ok(_) => Ok(Exit::SUCCESS),
         Err(PlayError::Stopped(sig)) => pacer.die_of(sig),
-        Err(PlayError::Output(e)) if e.kind() == ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(PlayError::Output(e)) if e.kind() == ErrorKind::BrokenPipe => Ok(Exit::SUCCESS),
         Err(PlayError::Output(e)) => Err(anyhow!("cannot write to stdout: {e}")),
         Err(PlayError::Timing(e)) => Err(timing_err(e)),
         Err(PlayError::DataShort { line, missing }) => Err(anyhow!(

@@ -9,11 +9,11 @@
 //! only once the writer has reported the recording created; with open, a writer that cannot create it lets the
 //! session go on unrecorded (`writer::create_recording_and_run`).
 
+use crate::cmd::Exit;
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
@@ -100,7 +100,7 @@ impl ShellPlan {
     }
 }
 
-pub fn run(cli: &Cli, mut privilege: Privilege, command: Option<String>) -> Result<ExitCode> {
+pub fn run(cli: &Cli, mut privilege: Privilege, command: Option<String>) -> Result<Exit> {
     // `--check` for profile.d, and sshd ForceCommand sessions (SSH_ORIGINAL_COMMAND): src/session/ssh.rs.
     let command = match crate::session::ssh::preflight(cli, &mut privilege, command)? {
         crate::session::ssh::Next::Continue(c) => c,
@@ -113,7 +113,9 @@ pub fn run(cli: &Cli, mut privilege: Privilege, command: Option<String>) -> Resu
         return Err(shell.exec_plan(&[])?.exec())
             .context(format!("cannot execute {}", shell.shell.display()));
     }
-    if privilege.untrusted_elevated() && (cli.config.is_some() || !cli.overrides.is_empty()) {
+    if privilege.untrusted_elevated()
+        && (cli.global.config.is_some() || !cli.global.overrides.is_empty())
+    {
         // Choosing the configuration would choose where the recording goes: refused, and no shell is started.
         privilege.drop_group()?;
         bail!(
@@ -160,7 +162,7 @@ fn unrecorded(
     policy: OnError,
     cfg: Option<&Config>,
     why: &str,
-) -> Result<ExitCode> {
+) -> Result<Exit> {
     let default_cfg = Config::default();
     let mut log = Logger::new(&cfg.unwrap_or(&default_cfg).syslog);
     crate::syslog::error(
@@ -175,7 +177,7 @@ fn unrecorded(
     if policy == OnError::Closed {
         eprintln!("auditty: this login must be recorded, but recording is not possible: {why}");
         eprintln!("auditty: login refused (policy.on_error = closed); contact your administrator");
-        return Ok(ExitCode::from(1));
+        return Ok(Exit::from(1));
     }
     privilege.drop_group()?;
     Err(shell.exec_plan(&[])?.exec()).context(format!("cannot execute {}", shell.shell.display()))
@@ -326,7 +328,7 @@ fn record(
     mut privilege: Privilege,
     shell: ShellPlan,
     prepared: Prepared,
-) -> Result<ExitCode> {
+) -> Result<Exit> {
     let (data_r, data_w) = pipe2(OFlag::O_CLOEXEC).context("cannot create the recorder pipe")?;
     // A bigger pipe absorbs output bursts while the writer is busy (1 MiB is the unprivileged maximum).
     let _ = fcntl(&data_w, FcntlArg::F_SETPIPE_SZ(1 << 20));
@@ -359,6 +361,14 @@ fn record(
                 .unwrap_or_default(),
         })
     };
+    let ids = Ids {
+        recording: &prepared.id,
+        tty: prepared.tty.as_deref(),
+        fifo: prepared.fifo.as_deref(),
+    };
+    // The shell's argv and environment, made before the fork: memory allocated after it would first be copied for
+    // the writer, on the way to the shell.
+    let exec = shell_exec_plan(&shell, ids)?;
     // Until the writer has left our session and ignores the terminal's signals, a hangup or ^C sent to our process
     // group (e.g. a session that ends at once) would kill it before it writes a byte: block them across the fork.
     let old_mask = writer_signals()
@@ -380,6 +390,15 @@ fn record(
             become_writer_process();
             let _ = old_mask.thread_set_mask();
             plan.registration = registration(std::process::id()).map(|r| (r, keys));
+            // Still privileged: publish the PTY in the guard registry (withdrawn at the end). Done here, not by the
+            // relay, so that it is off the way to the user's shell; the shell's profile waits for it (`auditty
+            // hook`, bounded).
+            if let Some((reg, keys)) = &plan.registration
+                && let Err(e) = reg.publish(&plan.cfg.spool.run_dir, keys)
+            {
+                let mut log = Logger::new(&plan.cfg.syslog);
+                crate::syslog::error(&mut log, &reg.id, &format!("nesting guard: {e:#}"));
+            }
             let fifo_dir = prepared.fifo_dir.filter(|d| {
                 let made = make_fifo(d).is_ok();
                 if !made {
@@ -405,24 +424,12 @@ fn record(
             return unrecorded(privilege, &shell, OnError::Closed, Some(&cfg), &why);
         }
     }
-    // Still privileged: publish the PTY in the guard registry (the writer withdraws it at the end).
-    if let Some(reg) = registration(writer_pid.as_raw() as u32)
-        && let Err(e) = reg.publish(&cfg.spool.run_dir, &keys)
-    {
-        let mut log = Logger::new(&cfg.syslog);
-        crate::syslog::error(&mut log, &reg.id, &format!("nesting guard: {e:#}"));
-    }
-    // The relay: give up the group at once (publishing in the guard above is its only privileged act after the fork).
+    // The relay: give up the group at once (the writer publishes the guard registration).
     privilege.drop_group()?;
     let _ = sys::set_non_dumpable();
     let fl = OFlag::from_bits_truncate(fcntl(&data_w, FcntlArg::F_GETFL)?);
     fcntl(&data_w, FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK))?;
-    let ids = Ids {
-        recording: &prepared.id,
-        tty: prepared.tty.as_deref(),
-        fifo: prepared.fifo.as_deref(),
-    };
-    run_relay(&cfg, &shell, ids, data_w, writer_pid, pty)
+    run_relay(&cfg, &exec, ids, data_w, writer_pid, pty)
 }
 
 /// How long a session with policy.on_error = closed waits for its writer to create the recording.
@@ -520,12 +527,12 @@ pub fn become_writer_process() {
 
 fn run_relay(
     cfg: &Config,
-    shell: &ShellPlan,
+    exec: &ExecPlan,
     ids: Ids<'_>,
     writer_pipe: OwnedFd,
     writer_pid: Pid,
     pty: Pty,
-) -> Result<ExitCode> {
+) -> Result<Exit> {
     // The relay's handlers are installed once the shell has been started (which does not need them): until then the
     // signals they handle are blocked, so none acts by default or is lost meanwhile; they arrive once unblocked.
     let mut handled = SigSet::empty();
@@ -537,7 +544,7 @@ fn run_relay(
     let old_mask = handled
         .thread_swap_mask(SigmaskHow::SIG_BLOCK)
         .context("sigprocmask")?;
-    let started = start_shell(cfg, shell, ids, pty).and_then(|s| match Signals::install() {
+    let started = start_shell(cfg, exec, ids, pty).and_then(|s| match Signals::install() {
         Ok(signals) => Ok((s, signals)),
         Err(e) => {
             // Cannot happen in practice (a socketpair): without its handlers the relay cannot run the session.
@@ -598,14 +605,24 @@ fn run_relay(
         // Not eprintln!: it panics when the terminal is gone (EIO).
         let _ = writeln!(std::io::stderr(), "{m}");
     }
-    Ok(ExitCode::from(outcome.status.clamp(0, 255) as u8))
+    Ok(Exit::from(outcome.status.clamp(0, 255) as u8))
 }
 
-/// Open the PTY, put the user's terminal in raw mode and start the shell on the PTY.
+/// The recorded shell's argv and environment: the user's, with the recording id and the command FIFO added.
+fn shell_exec_plan(shell: &ShellPlan, ids: Ids<'_>) -> Result<ExecPlan> {
+    let mut env = vec![("AUDITTY_RECORDING", ids.recording)];
+    let fifo_s = ids.fifo.map(|f| f.display().to_string());
+    if let Some(f) = &fifo_s {
+        env.push(("AUDITTY_FIFO", f));
+    }
+    shell.exec_plan(&env)
+}
+
+/// Put the user's terminal in raw mode and start the shell (`exec`) on the PTY.
 #[allow(clippy::type_complexity)]
 fn start_shell(
     cfg: &Config,
-    shell: &ShellPlan,
+    exec: &ExecPlan,
     ids: Ids<'_>,
     pty: Pty,
 ) -> Result<(OwnedFd, Option<OwnedFd>, Pty, RawMode, Pid)> {
@@ -616,16 +633,10 @@ fn start_shell(
         let _ = e.write_all(cfg.record.banner.trim_end_matches('\n').as_bytes());
         let _ = e.write_all(b"\n");
     }
-    let mut env = vec![("AUDITTY_RECORDING", ids.recording)];
-    let fifo_s = ids.fifo.map(|f| f.display().to_string());
-    if let Some(f) = &fifo_s {
-        env.push(("AUDITTY_FIFO", f));
-    }
-    let exec = shell.exec_plan(&env)?;
     terminal::restore_on_panic();
     let raw = RawMode::enter()?;
     // On failure `raw` is dropped here, restoring the terminal before the error is printed.
-    let child = pty.spawn(&exec)?;
+    let child = pty.spawn(exec)?;
     Ok((user, out, pty, raw, child))
 }
 

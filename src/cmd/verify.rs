@@ -1,8 +1,8 @@
 //! `auditty verify RECORDING`: check a recording's files against the SHA-256 sums in its meta.json.
 
+use crate::cmd::Exit;
 use std::io::BufReader;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use flate2::read::GzDecoder;
@@ -13,7 +13,7 @@ use crate::privilege::Privilege;
 use crate::record::meta::Meta;
 use crate::spool::layout::{self, Spool};
 
-pub fn run(cli: &Cli, mut privilege: Privilege, rec: &str) -> Result<ExitCode> {
+pub fn run(cli: &Cli, mut privilege: Privilege, rec: &str) -> Result<Exit> {
     privilege.drop_unless_trusted()?;
     let cfg = privilege.load_config(cli)?;
     let spool = Spool::new(&cfg.spool.dir);
@@ -78,8 +78,8 @@ pub fn run(cli: &Cli, mut privilege: Privilege, rec: &str) -> Result<ExitCode> {
     }
     if bad > 0 {
         eprintln!("auditty verify: {bad} problem(s) in {}", dir.display());
-        return Ok(ExitCode::from(1));
+        return Ok(Exit::from(1));
     }
     println!("{}: all {checked} files match", meta.id);
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::SUCCESS)
 }

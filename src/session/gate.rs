@@ -9,9 +9,9 @@
 //! * the process tree: a relay of a live recording (its pid in the private spool's `meta.json`) is an ancestor of
 //!   this process. This also covers the first prompt of a recorded shell, before the writer has registered the PTY.
 
+use crate::cmd::Exit;
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::ExitCode;
 
 use nix::unistd::{Group, User, getgid, getgroups, getppid, getuid};
 
@@ -71,10 +71,10 @@ impl Verdict {
 }
 
 /// `auditty session --check`: print the verdict and exit with its code.
-pub fn check(cli: &Cli, privilege: &Privilege) -> ExitCode {
+pub fn check(cli: &Cli, privilege: &Privilege) -> Exit {
     let v = decide(cli, privilege);
     println!("{}", v.describe());
-    ExitCode::from(v.exit_code())
+    Exit::from(v.exit_code())
 }
 
 pub fn decide(cli: &Cli, privilege: &Privilege) -> Verdict {

@@ -13,7 +13,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, Stdio};
+
+use crate::cmd::Exit;
 
 use anyhow::{Context, Result};
 use nix::fcntl::{Flock, OFlag};
@@ -39,7 +41,7 @@ pub fn record(
     (path, argv): (PathBuf, Vec<OsString>),
     command: Option<String>,
     log: &mut Logger,
-) -> Result<ExitCode> {
+) -> Result<Exit> {
     let (plan, lock) = prepare(cfg, who, command.clone())?;
     let id = plan.meta.id.clone();
     super::ssh::event(
@@ -104,7 +106,7 @@ fn prepare(cfg: &Config, who: &Who, command: Option<String>) -> Result<(WriterPl
 }
 
 /// Spawn the command with piped stdout/stderr, copy both out unchanged and into the recording, report the end.
-fn relay(path: PathBuf, argv: Vec<OsString>, id: &str, writer: OwnedFd) -> Result<ExitCode> {
+fn relay(path: PathBuf, argv: Vec<OsString>, id: &str, writer: OwnedFd) -> Result<Exit> {
     let mut child = Command::new(&path)
         .arg0(&argv[0])
         .args(&argv[1..])
@@ -193,7 +195,7 @@ fn relay(path: PathBuf, argv: Vec<OsString>, id: &str, writer: OwnedFd) -> Resul
     );
     send(&mut to_writer, &frame);
     drop(to_writer);
-    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+    Ok(Exit::from(code.clamp(0, 255) as u8))
 }
 
 /// Blocking write of one frame; the first failure (writer gone) stops recording, never the command.

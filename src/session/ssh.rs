@@ -19,7 +19,9 @@ use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::Command;
+
+use crate::cmd::Exit;
 
 use anyhow::Result;
 
@@ -34,7 +36,7 @@ pub enum Next {
     /// Go on recording on a PTY (or run as-is without a terminal), with this `-c` command.
     Continue(Option<String>),
     /// Everything is done (a check answered, a refusal); exit with this code.
-    Done(ExitCode),
+    Done(Exit),
 }
 
 /// The PATH transfers run with: root-owned directories only.
@@ -87,7 +89,7 @@ impl Kind {
 
 /// Runs first in `cmd::session::run`: answers `--check`, and handles sshd's ForceCommand sessions.
 pub fn preflight(cli: &Cli, privilege: &mut Privilege, command: Option<String>) -> Result<Next> {
-    if matches!(cli.command, cli::Command::Session { check: true, .. }) {
+    if matches!(&cli.command, cli::Command::Session(a) if a.check) {
         return Ok(Next::Done(gate::check(cli, privilege)));
     }
     if command.is_some() {
@@ -159,7 +161,7 @@ fn noninteractive(
                 eprintln!(
                     "auditty: refused (policy.on_error = closed); contact your administrator"
                 );
-                return Ok(Next::Done(ExitCode::from(1)));
+                return Ok(Next::Done(Exit::from(1)));
             }
             privilege.drop_group()?;
             return Err(untouched(&who, &kind, original.as_ref()).into());
@@ -197,7 +199,7 @@ fn noninteractive(
                 eprintln!(
                     "auditty: refused (policy.on_error = closed); contact your administrator"
                 );
-                return Ok(Next::Done(ExitCode::from(1)));
+                return Ok(Next::Done(Exit::from(1)));
             }
             event(&mut log, &who, &kind, "exec-unrecorded", None, shown);
             privilege.drop_group()?;
