@@ -93,3 +93,36 @@ fn command_gets_default_signal_dispositions() {
         "no \"Broken pipe\""
     );
 }
+
+/// Started with stdin, stdout and stderr closed (a careless cron job, or someone who wants a file that auditty opens
+/// while setgid to become a standard stream), auditty opens them on /dev/null first, so the command sees fds 0-2
+/// open on /dev/null and nothing else, and runs as usual.
+#[test]
+fn closed_standard_streams_are_reopened_on_dev_null() {
+    let env = Env::new("");
+    let listing = env.dir.path().join("fds");
+    let inner = format!(
+        "for fd in 0 1 2; do readlink /proc/self/fd/$fd || echo closed; done > {}; exit 7",
+        listing.display()
+    );
+    let out = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(r#"exec 0<&- 1>&- 2>&- "$@""#)
+        .arg("sh")
+        .arg(BIN)
+        .arg("--config")
+        .arg(&env.config)
+        .args(["session", "-c", &inner])
+        .env("SHELL", "/bin/bash")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    // readlink runs with fd 1 on the listing; fds 0 and 2 are what the command inherited from auditty.
+    let text = std::fs::read_to_string(&listing).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines[0], "/dev/null", "stdin: {text}");
+    assert!(lines[1].ends_with("/fds"), "stdout: {text}");
+    assert_eq!(lines[2], "/dev/null", "stderr: {text}");
+    assert_nothing_recorded(&env);
+}
