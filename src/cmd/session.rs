@@ -399,10 +399,6 @@ fn record(
                 let mut log = Logger::new(&plan.cfg.syslog);
                 crate::syslog::error(&mut log, &reg.id, &format!("nesting guard: {e:#}"));
             }
-            if ready.is_none() {
-                // Let the shell start first (writer::CREATE_DELAY); with on_error = closed it waits for us instead.
-                std::thread::sleep(writer::CREATE_DELAY);
-            }
             let fifo_dir = prepared.fifo_dir.filter(|d| {
                 let made = make_fifo(d).is_ok();
                 if !made {

@@ -42,12 +42,6 @@ const NAP_BULK: Duration = Duration::from_millis(2);
 /// writer on a keystroke's path.
 const NAP_LINGER: Duration = Duration::from_millis(500);
 
-/// With policy.on_error = open, the writer lets the shell start before it touches the disk: it makes the command FIFO
-/// and the recording this long after its fork (`cmd::session`). Creating them while the shell was being exec'd slowed
-/// the shell's start on our 2-vCPU VM (docs/benchmarks.md); the first output of a `-c` command comes sooner, and a
-/// login shell's profile asks for the FIFO later (`auditty hook` waits for it). Frames wait in the pipe meanwhile.
-pub const CREATE_DELAY: Duration = Duration::from_millis(5);
-
 /// Everything the writer knows before the session starts (prepared by `cmd::session` before fork).
 pub struct WriterPlan {
     pub cfg: Config,
