@@ -397,6 +397,11 @@ fn drain(data: &mut File, inbuf: &mut [u8], pending: &mut Vec<u8>, w: &mut Write
                 if let Err(e) = w.handle_frames(pending) {
                     return Drained::Corrupt(e);
                 }
+                // Write out as we go: a drain after a nap can bring a whole pipe (1 MiB), which would otherwise sit in
+                // the buffers at once and grow them (and the writer's resident memory) past FLUSH_BYTES.
+                if w.ts.buf.len() + w.tm.buf.len() >= FLUSH_BYTES {
+                    w.flush(false);
+                }
                 if n < inbuf.len() {
                     return Drained::Bytes(total);
                 }
