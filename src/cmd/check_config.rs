@@ -2,7 +2,6 @@
 //! binary's privilege and the mail transport, and say what is wrong naming the key. Exit 0 when nothing is an error
 //! (warnings allowed), 1 otherwise. install.sh runs it before it enables the profile.d script.
 
-use crate::cmd::Exit;
 use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -12,6 +11,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::cli::Cli;
+use crate::cmd::Exit;
 use crate::config::{self, Config};
 use crate::privilege::Privilege;
 

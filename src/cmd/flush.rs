@@ -1,10 +1,9 @@
 //! `auditty flush [--all]`: deliver due recordings, recover orphans, clean up the spool.
 
-use crate::cmd::Exit;
-
 use anyhow::Result;
 
 use crate::cli::Cli;
+use crate::cmd::Exit;
 use crate::deliver::queue;
 use crate::privilege::Privilege;
 use crate::spool::layout::Spool;

@@ -7,7 +7,6 @@
 //! printed, or nothing when `hook.enabled` is off or the FIFO is not this user's), 3 when not inside one (the
 //! caller should start `auditty session`), 1 on errors.
 
-use crate::cmd::Exit;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -15,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::cli::{Cli, HookShell};
+use crate::cmd::Exit;
 use crate::privilege::Privilege;
 use crate::spool::guard;
 

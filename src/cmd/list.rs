@@ -1,12 +1,12 @@
 //! `auditty list [--state S] [--user U] [--since T]`: one line per recording.
 
-use crate::cmd::Exit;
 use std::os::unix::fs::MetadataExt;
 
 use anyhow::{Context, Result, anyhow, bail};
 use time::{OffsetDateTime, UtcOffset};
 
 use crate::cli::Cli;
+use crate::cmd::Exit;
 use crate::deliver::body;
 use crate::privilege::Privilege;
 use crate::record::meta::Meta;

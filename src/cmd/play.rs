@@ -1,11 +1,11 @@
 //! `auditty play`: replay one stream of a recording on stdout, paced by its timing file.
 
-use crate::cmd::Exit;
 use std::io::{ErrorKind, Write};
 
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::cli::{Cli, Stream};
+use crate::cmd::Exit;
 use crate::play::{self, ClockPacer, CrToNl, Options, PlayError, TimingReader, TtyGuard};
 use crate::privilege::Privilege;
 use crate::spool::layout::Spool;

@@ -9,7 +9,6 @@
 //! only once the writer has reported the recording created; with open, a writer that cannot create it lets the
 //! session go on unrecorded (`writer::create_recording_and_run`).
 
-use crate::cmd::Exit;
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
@@ -23,6 +22,7 @@ use nix::unistd::{Pid, User, pipe2};
 use time::{OffsetDateTime, UtcOffset};
 
 use crate::cli::Cli;
+use crate::cmd::Exit;
 use crate::config::{Config, OnError, TimingFormat};
 use crate::privilege::Privilege;
 use crate::record::meta::Meta;

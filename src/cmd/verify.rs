@@ -1,6 +1,5 @@
 //! `auditty verify RECORDING`: check a recording's files against the SHA-256 sums in its meta.json.
 
-use crate::cmd::Exit;
 use std::io::BufReader;
 use std::path::PathBuf;
 
@@ -8,6 +7,7 @@ use anyhow::{Result, bail};
 use flate2::read::GzDecoder;
 
 use crate::cli::Cli;
+use crate::cmd::Exit;
 use crate::deliver::compress;
 use crate::privilege::Privilege;
 use crate::record::meta::Meta;

@@ -9,13 +9,13 @@
 //! * the process tree: a relay of a live recording (its pid in the private spool's `meta.json`) is an ancestor of
 //!   this process. This also covers the first prompt of a recorded shell, before the writer has registered the PTY.
 
-use crate::cmd::Exit;
 use std::collections::HashSet;
 use std::path::Path;
 
 use nix::unistd::{Group, User, getgid, getgroups, getppid, getuid};
 
 use crate::cli::Cli;
+use crate::cmd::Exit;
 use crate::config::{self, Config, OnError};
 use crate::privilege::Privilege;
 use crate::record::meta::Meta;

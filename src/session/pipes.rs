@@ -15,14 +15,13 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use crate::cmd::Exit;
-
 use anyhow::{Context, Result};
 use nix::fcntl::{Flock, OFlag};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::unistd::pipe2;
 use time::{OffsetDateTime, UtcOffset};
 
+use crate::cmd::Exit;
 use crate::config::Config;
 use crate::privilege::Privilege;
 use crate::record::meta::Meta;

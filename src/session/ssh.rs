@@ -21,11 +21,10 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::cmd::Exit;
-
 use anyhow::Result;
 
 use crate::cli::{self, Cli};
+use crate::cmd::Exit;
 use crate::config::{Config, OnError};
 use crate::privilege::Privilege;
 use crate::session::gate::{self, Who};
