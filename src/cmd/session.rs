@@ -390,15 +390,6 @@ fn record(
             become_writer_process();
             let _ = old_mask.thread_set_mask();
             plan.registration = registration(std::process::id()).map(|r| (r, keys));
-            // Still privileged: publish the PTY in the guard registry (withdrawn at the end). Done here, not by the
-            // relay, so that it is off the way to the user's shell; the shell's profile waits for it (`auditty
-            // hook`, bounded).
-            if let Some((reg, keys)) = &plan.registration
-                && let Err(e) = reg.publish(&plan.cfg.spool.run_dir, keys)
-            {
-                let mut log = Logger::new(&plan.cfg.syslog);
-                crate::syslog::error(&mut log, &reg.id, &format!("nesting guard: {e:#}"));
-            }
             let fifo_dir = prepared.fifo_dir.filter(|d| {
                 let made = make_fifo(d).is_ok();
                 if !made {
@@ -424,7 +415,15 @@ fn record(
             return unrecorded(privilege, &shell, OnError::Closed, Some(&cfg), &why);
         }
     }
-    // The relay: give up the group at once (the writer publishes the guard registration).
+    // Still privileged: publish the PTY in the guard registry (the writer withdraws it at the end). Before the shell
+    // starts, so that no shell's profile can ask before it is there (`auditty session --check` does not wait).
+    if let Some(reg) = registration(writer_pid.as_raw() as u32)
+        && let Err(e) = reg.publish(&cfg.spool.run_dir, &keys)
+    {
+        let mut log = Logger::new(&cfg.syslog);
+        crate::syslog::error(&mut log, &reg.id, &format!("nesting guard: {e:#}"));
+    }
+    // The relay: give up the group at once (publishing in the guard above is its only privileged act after the fork).
     privilege.drop_group()?;
     let _ = sys::set_non_dumpable();
     let fl = OFlag::from_bits_truncate(fcntl(&data_w, FcntlArg::F_GETFL)?);

@@ -119,15 +119,21 @@ impl Registration {
         Ok(())
     }
 
-    /// Publish again without the FIFO (the writer could not make it, or records nothing), so that `auditty hook`
-    /// does not wait for a FIFO that will never come. Only where our own publication is still in place.
+    /// Publish again without the FIFO (the writer could not make it, or records nothing), once the relay's own
+    /// publication is there, so that `auditty hook` does not wait for a FIFO that will never come. Bounded: the relay
+    /// publishes right after the fork, or not at all.
     pub fn republish_without_fifo(&mut self, run_dir: &Path, keys: &[String]) {
         self.fifo.clear();
-        if keys
-            .first()
-            .is_some_and(|key| read_key(run_dir, key).is_some_and(|r| r.id == self.id))
-        {
-            let _ = self.publish(run_dir, keys);
+        let Some(key) = keys.first() else {
+            return;
+        };
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while std::time::Instant::now() < end {
+            if read_key(run_dir, key).is_some_and(|r| r.id == self.id) {
+                let _ = self.publish(run_dir, keys);
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
     }
 

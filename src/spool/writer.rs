@@ -189,10 +189,6 @@ pub fn create_recording_and_run(
             }
             match ready {
                 Some(r) => {
-                    // policy.on_error = closed: the login is refused, so nothing runs on this PTY.
-                    if let Some((reg, keys)) = &plan.registration {
-                        reg.withdraw(&plan.cfg.spool.run_dir, keys);
-                    }
                     let _ = nix::unistd::write(&r, why.as_bytes());
                     1
                 }
@@ -537,7 +533,7 @@ impl Writer {
         }
     }
 
-    /// The shell runs on its PTY (registered in the guard by this writer right after its fork): log the session start.
+    /// The shell runs on its PTY (registered in the guard by the session before it started): log the session start.
     fn started(&mut self, p: &[u8]) {
         let text = String::from_utf8_lossy(p);
         let mut parts = text.split('\0');
