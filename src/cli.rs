@@ -30,10 +30,10 @@ pub struct Global {
 
 impl Cli {
     /// Parse the command line. Every recorded login runs `auditty session`, so that case is tried first with a
-    /// parser that knows only the global options and `session` (a quarter of the full parser to build, which is
-    /// measurable in a login's start-up). Anything it does not accept as it stands (another subcommand, --help,
-    /// --version, a mistake) is parsed again by the full parser, so help, errors and every other subcommand are
-    /// exactly as always.
+    /// parser that knows only the global options and `session`: a login does not build every subcommand's
+    /// definitions (docs/benchmarks.md has its share of the start-up gain). Anything that parser does not accept as
+    /// it stands (another subcommand, --help, --version, a mistake) is parsed again by the full parser, so help,
+    /// errors and every other subcommand are exactly as always.
     pub fn parse_args() -> Cli {
         match LoginCli::try_parse() {
             Ok(LoginCli {

@@ -33,3 +33,62 @@ fn command_output_exit_code_and_recording() {
     );
     assert!(text.ends_with("[COMMAND_EXIT_CODE=\"7\"]\n"), "{text}");
 }
+
+/// The login parser (`Cli::parse_args`) accepts the global options after `session` too, as clap's `global` options
+/// always were: the recording lands in the spool named by that configuration.
+#[test]
+fn global_options_after_session_are_honoured() {
+    let env = Env::new("");
+    let mut c = std::process::Command::new(BIN);
+    c.arg("session")
+        .arg("--config")
+        .arg(&env.config)
+        .args(["-o", "record.banner=BANNER-AFTER-SESSION"])
+        .args(["-c", "printf 'after-session\\n'"])
+        .env("TERM", "dumb")
+        .env("SHELL", "/bin/bash");
+    let mut s = rexpect::session::spawn_command(c, Some(10_000)).unwrap();
+    s.exp_string("BANNER-AFTER-SESSION").unwrap();
+    s.exp_string("after-session").unwrap();
+    let st = s.process().wait().unwrap();
+    assert!(
+        matches!(st, nix::sys::wait::WaitStatus::Exited(_, 0)),
+        "{st:?}"
+    );
+    let recs = env.wait_for("queue", 1, Duration::from_secs(5));
+    let ts = String::from_utf8_lossy(&read(&recs[0].join("typescript"))).into_owned();
+    assert!(ts.contains("after-session\r\n"), "{ts}");
+}
+
+/// What the login parser does not accept goes to the full parser: its errors, help and version are clap's usual ones.
+#[test]
+fn login_parser_falls_back_to_the_full_parser() {
+    let o = std::process::Command::new(BIN)
+        .args(["session", "--bogus"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--bogus") && err.contains("auditty session"),
+        "{err}"
+    );
+    let o = std::process::Command::new(BIN)
+        .args(["session", "--help"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        help.contains("Usage: auditty session") && help.contains("-c <COMMAND>"),
+        "{help}"
+    );
+    let o = std::process::Command::new(BIN)
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("auditty {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}

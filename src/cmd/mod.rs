@@ -8,7 +8,7 @@ pub mod play;
 pub mod session;
 pub mod verify;
 
-/// The status a subcommand exits with (0-255). The C entry point (`sys::main`) returns it; std's `Exit` cannot be
+/// The status a subcommand exits with (0-255). The C entry point (`sys::main`) returns it; std's `ExitCode` cannot be
 /// read back, which that entry point needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Exit(pub u8);
