@@ -11,25 +11,6 @@ use common::*;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-fn writer_pid(env: &Env) -> Pid {
-    let active = env.wait_for("active", 1, Duration::from_secs(10));
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(active[0].join("meta.json")).unwrap()).unwrap();
-    // meta.json in active/ is written before the writer knows its pid; the registry entry names it.
-    let reg = std::fs::read_dir(&env.run)
-        .unwrap()
-        .flatten()
-        .find(|e| e.file_name().to_string_lossy().starts_with("pts-"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap())
-        .expect("registry entry");
-    let pid: i32 = reg
-        .lines()
-        .find_map(|l| l.strip_prefix("writer_pid="))
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no writer_pid in {reg} ({m})"));
-    Pid::from_raw(pid)
-}
-
 #[test]
 fn stopped_writer_never_hangs_the_shell_and_loses_nothing_already_logged() {
     let tmp = tempfile::tempdir().unwrap();
@@ -39,7 +20,7 @@ fn stopped_writer_never_hangs_the_shell_and_loses_nothing_already_logged() {
     let home = tmp.path().join("home");
     let mut sh = Recorded::start(&env, &home, &format!("PS1='{PROMPT}'\n"));
     sh.install_hook(&env, "bash");
-    let writer = writer_pid(&env);
+    let writer = Pid::from_raw(pty::writer_pid(&env));
     sh.run("echo before-stop");
     kill(writer, Signal::SIGSTOP).unwrap();
     // Long command lines while nobody reads the FIFO: the shell's writes land in the FIFO's buffer and never
@@ -69,7 +50,7 @@ fn killed_writer_ends_the_session_instead_of_hanging_it() {
     let mut sh = Recorded::start(&env, &home, &format!("PS1='{PROMPT}'\n"));
     sh.install_hook(&env, "bash");
     sh.run("true");
-    let w = writer_pid(&env);
+    let w = Pid::from_raw(pty::writer_pid(&env));
     kill(w, Signal::SIGKILL).unwrap();
     // Once it is really gone (a zombie: its end of the relay's pipe is closed)…
     let end = Instant::now() + Duration::from_secs(10);

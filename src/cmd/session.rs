@@ -2,10 +2,10 @@
 //!
 //! Order of events (the process is single-threaded throughout, so the writer's fork is safe; the shell is started as
 //! posix_spawn does, `sys::spawn_on_pty`):
-//! config → nesting guard → open the PTY → fork the spool writer (keeps group auditty, detaches, creates the
-//! recording: directory, lock, meta.json, data files, command FIFO) → this process publishes the PTY in the guard,
-//! drops the group, starts the shell on the PTY and becomes the relay. Nothing is created on disk on the way to the
-//! shell: the writer does it meanwhile, and frames wait in the pipe. With policy.on_error = closed the shell starts
+//! config → nesting guard → open the PTY → publish it in the guard → fork the spool writer (keeps group auditty,
+//! detaches, creates the recording: directory, lock, meta.json, data files, command FIFO) → this process drops the
+//! group, starts the shell on the PTY and becomes the relay. Nothing of the recording is created on disk on the way
+//! to the shell: the writer does it meanwhile, and frames wait in the pipe. With policy.on_error = closed the shell starts
 //! only once the writer has reported the recording created; with open, a writer that cannot create it lets the
 //! session go on unrecorded (`writer::create_recording_and_run`).
 
@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::pty::Winsize;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-use nix::unistd::{Pid, User, pipe2};
+use nix::unistd::{Pid, pipe2};
 use time::{OffsetDateTime, UtcOffset};
 
 use crate::cli::Cli;
@@ -48,7 +48,7 @@ struct ShellPlan {
 impl ShellPlan {
     fn resolve(command: Option<String>) -> ShellPlan {
         let uid = nix::unistd::getuid();
-        let pw = User::from_uid(uid).ok().flatten();
+        let pw = crate::session::account::lookup(uid.as_raw());
         let me = std::fs::read_link("/proc/self/exe").ok();
         let usable =
             |p: &Path| p.is_absolute() && Some(p) != me.as_deref() && !p.ends_with("auditty");
@@ -344,22 +344,32 @@ fn record(
     let keys = guard::keys(&pty.name, prepared.audit_session);
     let pty_name = pty.name.clone();
     let relay_pid = std::process::id();
-    let relay_start = guard::process_start(relay_pid);
-    let registration = |writer_pid: u32| {
-        Some(Registration {
-            id: prepared.id.clone(),
-            relay_pid,
-            relay_start: relay_start?,
-            writer_pid,
-            writer_start: guard::process_start(writer_pid)?,
-            uid: shell.uid,
-            pty: pty_name.clone(),
-            fifo: prepared
-                .fifo
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-        })
+    // Still privileged, before the writer's fork: publish the PTY in the guard registry (the writer withdraws it at
+    // the end, on every path; this process does if there is no writer). Before the shell starts, so that no shell's
+    // profile can ask before it is there (`auditty session --check` does not wait); before the fork, so that the
+    // relay does not pay copy-on-write faults for it on the way to the shell.
+    let registration = guard::process_start(relay_pid).map(|relay_start| Registration {
+        id: prepared.id.clone(),
+        relay_pid,
+        relay_start,
+        uid: shell.uid,
+        pty: pty_name.clone(),
+        fifo: prepared
+            .fifo
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+    });
+    if let Some(reg) = &registration
+        && let Err(e) = reg.publish(&cfg.spool.run_dir, &keys)
+    {
+        let mut log = Logger::new(&cfg.syslog);
+        crate::syslog::error(&mut log, &reg.id, &format!("nesting guard: {e:#}"));
+    }
+    let withdraw = |registration: &Option<Registration>| {
+        if let Some(reg) = registration {
+            reg.withdraw(&cfg.spool.run_dir, &keys);
+        }
     };
     let ids = Ids {
         recording: &prepared.id,
@@ -378,6 +388,9 @@ fn record(
     if !matches!(forked, Ok(Forked::Child)) {
         let _ = old_mask.thread_set_mask();
     }
+    if forked.is_err() {
+        withdraw(&registration);
+    }
     let writer_pid = match forked.context("cannot start the spool writer")? {
         Forked::Child => {
             drop(data_w);
@@ -389,7 +402,7 @@ fn record(
             let mut plan = prepared.writer_plan(&cfg, &shell, relay_pid);
             become_writer_process();
             let _ = old_mask.thread_set_mask();
-            plan.registration = registration(std::process::id()).map(|r| (r, keys));
+            plan.registration = registration.map(|r| (r, keys));
             let fifo_dir = prepared.fifo_dir.filter(|d| {
                 let made = make_fifo(d).is_ok();
                 if !made {
@@ -412,18 +425,12 @@ fn record(
     if let Some((r, w)) = ready {
         drop(w);
         if let Err(why) = await_writer(r) {
+            // The writer withdraws the registration when it fails; not if it was killed.
+            withdraw(&registration);
             return unrecorded(privilege, &shell, OnError::Closed, Some(&cfg), &why);
         }
     }
-    // Still privileged: publish the PTY in the guard registry (the writer withdraws it at the end). Before the shell
-    // starts, so that no shell's profile can ask before it is there (`auditty session --check` does not wait).
-    if let Some(reg) = registration(writer_pid.as_raw() as u32)
-        && let Err(e) = reg.publish(&cfg.spool.run_dir, &keys)
-    {
-        let mut log = Logger::new(&cfg.syslog);
-        crate::syslog::error(&mut log, &reg.id, &format!("nesting guard: {e:#}"));
-    }
-    // The relay: give up the group at once (publishing in the guard above is its only privileged act after the fork).
+    // The relay: give up the group at once.
     privilege.drop_group()?;
     let _ = sys::set_non_dumpable();
     let fl = OFlag::from_bits_truncate(fcntl(&data_w, FcntlArg::F_GETFL)?);

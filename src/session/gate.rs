@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use nix::unistd::{Group, User, getgid, getgroups, getppid, getuid};
+use nix::unistd::{Group, getgid, getgroups, getppid, getuid};
 
 use crate::cli::Cli;
 use crate::cmd::Exit;
@@ -201,7 +201,7 @@ pub struct Who {
 impl Who {
     pub fn current() -> Who {
         let uid = getuid();
-        let pw = User::from_uid(uid).ok().flatten();
+        let pw = crate::session::account::lookup(uid.as_raw());
         let me = std::fs::read_link("/proc/self/exe").ok();
         let shell = pw
             .as_ref()

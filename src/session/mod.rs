@@ -1,5 +1,6 @@
 //! The recorded session: the PTY and the shell on it, the user's terminal in raw mode, signals, and the relay loop.
 
+pub mod account;
 pub mod gate;
 pub mod pipes;
 pub mod procs;

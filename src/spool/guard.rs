@@ -15,9 +15,6 @@ pub struct Registration {
     pub relay_pid: u32,
     /// The relay's start time in clock ticks since boot (/proc/<pid>/stat field 22), against pid reuse.
     pub relay_start: u64,
-    pub writer_pid: u32,
-    /// The writer's start time in clock ticks since boot (/proc/<pid>/stat field 22), against pid reuse.
-    pub writer_start: u64,
     pub uid: u32,
     pub pty: String,
     /// The command FIFO the shell hook writes into (empty when the hook is off).
@@ -66,15 +63,8 @@ pub fn process_start(pid: u32) -> Option<u64> {
 impl Registration {
     fn render(&self) -> String {
         format!(
-            "id={}\nrelay_pid={}\nrelay_start={}\nwriter_pid={}\nwriter_start={}\nuid={}\npty={}\nfifo={}\n",
-            self.id,
-            self.relay_pid,
-            self.relay_start,
-            self.writer_pid,
-            self.writer_start,
-            self.uid,
-            self.pty,
-            self.fifo
+            "id={}\nrelay_pid={}\nrelay_start={}\nuid={}\npty={}\nfifo={}\n",
+            self.id, self.relay_pid, self.relay_start, self.uid, self.pty, self.fifo
         )
     }
 
@@ -88,8 +78,6 @@ impl Registration {
             id: get("id")?,
             relay_pid: get("relay_pid")?.parse().ok()?,
             relay_start: get("relay_start")?.parse().ok()?,
-            writer_pid: get("writer_pid")?.parse().ok()?,
-            writer_start: get("writer_start")?.parse().ok()?,
             uid: get("uid")?.parse().ok()?,
             pty: get("pty")?,
             fifo: get("fifo")?,
@@ -119,21 +107,16 @@ impl Registration {
         Ok(())
     }
 
-    /// Publish again without the FIFO (the writer could not make it, or records nothing), once the relay's own
-    /// publication is there, so that `auditty hook` does not wait for a FIFO that will never come. Bounded: the relay
-    /// publishes right after the fork, or not at all.
+    /// Publish again without the FIFO (the writer could not make it, or records nothing), so that `auditty hook`
+    /// does not wait for a FIFO that will never come. Only over the relay's own publication, which it makes before
+    /// the writer exists: none there means publishing failed, or the registry has moved on.
     pub fn republish_without_fifo(&mut self, run_dir: &Path, keys: &[String]) {
         self.fifo.clear();
-        let Some(key) = keys.first() else {
-            return;
-        };
-        let end = std::time::Instant::now() + std::time::Duration::from_secs(1);
-        while std::time::Instant::now() < end {
-            if read_key(run_dir, key).is_some_and(|r| r.id == self.id) {
-                let _ = self.publish(run_dir, keys);
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
+        if keys
+            .first()
+            .is_some_and(|key| read_key(run_dir, key).is_some_and(|r| r.id == self.id))
+        {
+            let _ = self.publish(run_dir, keys);
         }
     }
 
@@ -187,8 +170,6 @@ mod tests {
             id: "rec1".into(),
             relay_pid: me,
             relay_start: process_start(me).unwrap(),
-            writer_pid: me,
-            writer_start: process_start(me).unwrap(),
             uid: 1000,
             pty: "/dev/pts/9".into(),
             fifo: "/tmp/x/cmd".into(),
