@@ -92,3 +92,43 @@ fn login_parser_falls_back_to_the_full_parser() {
         format!("auditty {}\n", env!("CARGO_PKG_VERSION"))
     );
 }
+
+/// The shell is the passwd entry's (read as `getent passwd` reads it), not `$SHELL`: a user cannot pick another
+/// program to be recorded under, or an unrecorded one (security.md N12).
+#[test]
+fn the_passwd_shell_is_run_whatever_shell_says() {
+    let uid = nix::unistd::getuid().as_raw().to_string();
+    let entry = std::process::Command::new("getent")
+        .args(["passwd", &uid])
+        .output()
+        .unwrap();
+    let entry = String::from_utf8(entry.stdout).unwrap();
+    let passwd_shell = entry.trim_end().rsplit(':').next().unwrap().to_string();
+    assert!(
+        passwd_shell.ends_with("bash"),
+        "this test needs a bash user: {entry}"
+    );
+    let env = Env::new("");
+    let mut c = env.cmd(&[
+        "session",
+        "-c",
+        "echo \"shell=$0 bash=${BASH_VERSION:+yes}\"",
+    ]);
+    c.env("TERM", "dumb").env("SHELL", "/bin/sh");
+    let mut s = rexpect::session::spawn_command(c, Some(10_000)).unwrap();
+    let name = std::path::Path::new(&passwd_shell)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    s.exp_string(&format!("shell={name} bash=yes")).unwrap();
+    s.process().wait().unwrap();
+    let recs = env.wait_for("queue", 1, Duration::from_secs(5));
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(recs[0].join("meta.json")).unwrap()).unwrap();
+    assert_eq!(
+        meta["shell"].as_str(),
+        Some(passwd_shell.as_str()),
+        "{meta}"
+    );
+}
