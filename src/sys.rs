@@ -329,6 +329,18 @@ pub fn pts_name(master: BorrowedFd<'_>) -> io::Result<String> {
     }
 }
 
+/// How many bytes a pipe holds now, waiting to be read (FIONREAD).
+pub fn pipe_pending(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int into the valid, exclusively borrowed `n`.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n as *mut libc::c_int) };
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n.max(0) as usize)
+    }
+}
+
 /// TIOCGWINSZ on `fd`.
 pub fn get_winsize(fd: BorrowedFd<'_>) -> io::Result<Winsize> {
     let mut ws = Winsize {

@@ -3,11 +3,11 @@
 //! Order of events (the process is single-threaded throughout, so the writer's fork is safe; the shell is started as
 //! posix_spawn does, `sys::spawn_on_pty`):
 //! config → nesting guard → open the PTY → publish it in the guard → fork the spool writer (keeps group auditty,
-//! detaches, creates the recording: directory, lock, meta.json, data files, command FIFO) → this process drops the
-//! group, starts the shell on the PTY and becomes the relay. Nothing of the recording is created on disk on the way
-//! to the shell: the writer does it meanwhile, and frames wait in the pipe. With policy.on_error = closed the shell starts
-//! only once the writer has reported the recording created; with open, a writer that cannot create it lets the
-//! session go on unrecorded (`writer::create_recording_and_run`).
+//! detaches, makes the command FIFO, creates the recording: directory, lock, meta.json, data files) → this process
+//! drops the group, starts the shell on the PTY and becomes the relay. Nothing of the recording is created on disk on
+//! the way to the shell: the writer does it once the shell has started up, and frames wait in the pipe. With
+//! policy.on_error = closed the shell starts only once the writer has reported the recording created; with open, a
+//! writer that cannot create it lets the session go on unrecorded (`writer::create_recording_and_run`).
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
@@ -216,8 +216,8 @@ fn is_exempt(cfg: &Config, shell: &ShellPlan) -> bool {
 }
 
 /// A new recording as this process knows it before the fork: names and times, nothing on disk. The spool writer
-/// creates it (directory, lock, meta.json, data files) once it runs, while the shell starts: none of those inodes
-/// is made on the way to the user's shell, and frames wait in the pipe meanwhile.
+/// creates it (directory, lock, meta.json, data files) once the shell has started up (`writer::let_the_shell_start`):
+/// none of those inodes is made on the way to the user's shell, and frames wait in the pipe meanwhile.
 struct Prepared {
     id: String,
     start_wall: OffsetDateTime,
@@ -403,8 +403,11 @@ fn record(
             become_writer_process();
             let _ = old_mask.thread_set_mask();
             plan.registration = registration.map(|r| (r, keys));
+            // A spool that plainly cannot take the recording gets no FIFO: the registration loses it now, before the
+            // shell's hook (which waits for a FIFO the registration names) can install a hook nothing would read.
+            let spool_usable = plan.spool.can_create_recordings();
             let fifo_dir = prepared.fifo_dir.filter(|d| {
-                let made = make_fifo(d).is_ok();
+                let made = spool_usable && make_fifo(d).is_ok();
                 if !made {
                     plan.fifo = None;
                     if let Some((reg, keys)) = &mut plan.registration {
@@ -413,7 +416,7 @@ fn record(
                 }
                 made
             });
-            let code = writer::create_recording_and_run(plan, data_r, ready);
+            let code = writer::create_recording_and_run(plan, data_r, ready, spool_usable);
             if let Some(d) = fifo_dir {
                 let _ = std::fs::remove_dir_all(d);
             }

@@ -99,6 +99,29 @@ impl Spool {
     /// Create active/<id> (mode 0750) for a new recording, making the state directories first only when active/ is
     /// missing (`ensure`'s five stats are not paid by every login; the spool writer calls `ensure` once it runs, so
     /// queue/ is there when the recording is queued).
+    /// Could a recording be created now: is active/ a directory this process may create entries in, with its
+    /// effective ids (the setgid group), or, when it is missing, the spool root one it may make it in (`ensure`)?
+    /// A cheap check that creates nothing; creating may still fail (a full disk).
+    pub fn can_create_recordings(&self) -> bool {
+        let may_create_in = |dir: &Path| {
+            nix::unistd::faccessat(
+                nix::fcntl::AT_FDCWD,
+                dir,
+                nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+                nix::fcntl::AtFlags::AT_EACCESS,
+            )
+            .is_ok()
+        };
+        let active = self.state_dir(State::Active);
+        match std::fs::metadata(&active) {
+            Ok(m) => m.is_dir() && may_create_in(&active),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.root.is_dir() && may_create_in(&self.root)
+            }
+            Err(_) => false,
+        }
+    }
+
     pub fn create_recording(&self, id: &str) -> Result<PathBuf> {
         let d = self.recording_dir(State::Active, id);
         match std::fs::DirBuilder::new().mode(0o750).create(&d) {
@@ -283,6 +306,27 @@ fn lock_with(dir: &Path, arg: FlockArg) -> Result<Option<RecordingLock>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn can_create_recordings_looks_before_creating() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::new(&d.path().join("spool"));
+        assert!(!spool.can_create_recordings(), "no spool at all");
+        std::fs::create_dir(&spool.root).unwrap();
+        assert!(spool.can_create_recordings(), "ensure() will make active/");
+        std::fs::write(spool.state_dir(State::Active), "not a directory\n").unwrap();
+        assert!(!spool.can_create_recordings());
+        std::fs::remove_file(spool.state_dir(State::Active)).unwrap();
+        spool.ensure().unwrap();
+        assert!(spool.can_create_recordings());
+        assert!(
+            std::fs::read_dir(spool.state_dir(State::Active))
+                .unwrap()
+                .next()
+                .is_none(),
+            "nothing was created by asking"
+        );
+    }
 
     #[test]
     fn ids_sort_by_time_and_are_safe() {

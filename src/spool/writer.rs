@@ -152,8 +152,9 @@ struct Writer {
 /// What the writer sends on its ready pipe once the recording exists (`create_recording_and_run`).
 pub const READY: u8 = 0x06;
 
-/// The session's writer, right after the fork: create the recording (directory, lock, meta.json, data files) while
-/// the shell starts, then `run`; frames wait in the pipe meanwhile.
+/// The session's writer, right after the fork: create the recording (directory, lock, meta.json, data files) once
+/// the shell has started up (`let_the_shell_start`), then `run`; frames wait in the pipe meanwhile. `spool_usable`:
+/// what `Spool::can_create_recordings` said before the FIFO was made.
 ///
 /// `ready` is given when policy.on_error = closed: the session waits on it before it starts the shell, and gets
 /// READY, or the reason nothing can be recorded (the session then refuses the login, and logs why). Without it
@@ -162,7 +163,13 @@ pub fn create_recording_and_run(
     mut plan: WriterPlan,
     data: OwnedFd,
     ready: Option<OwnedFd>,
+    spool_usable: bool,
 ) -> i32 {
+    // With on_error = open the recording is created once the shell has started up; at once when the spool plainly
+    // cannot take it (`spool_usable`: `Spool::can_create_recordings`, asked before the FIFO was made).
+    if ready.is_none() && spool_usable {
+        let_the_shell_start(&data);
+    }
     let created = plan.spool.create_recording(&plan.meta.id).and_then(|dir| {
         let lock =
             layout::lock_new(&dir)?.context("a fresh recording is locked by someone else")?;
@@ -201,6 +208,40 @@ pub fn create_recording_and_run(
     }
 }
 
+/// How long the writer lets the shell start up before it creates the recording (`let_the_shell_start`).
+const SHELL_SETTLE: Duration = Duration::from_millis(20);
+/// ... in naps of this length, between which it looks at the pipe.
+const SHELL_SETTLE_NAP: Duration = Duration::from_millis(5);
+/// ... and no longer once the relay has handed over this much (the pipe holds 1 MiB).
+const SHELL_SETTLE_MAX_BYTES: usize = 256 << 10;
+
+/// policy.on_error = open (the shell does not wait for the recording): let the shell start up first. Creating the
+/// recording is a millisecond or more of kernel work (ext4 inodes for the directory and five files, a rename), which
+/// on a small machine would otherwise run just while the shell is exec'd and starts, taking the CPU that the shell,
+/// the tty layer's workers and the relay need in turn: measured on our 2-vCPU VM, a session's first output came
+/// 0.3-0.7 ms later with it than with the writer kept out of the way (docs/benchmarks.md). So the writer first naps
+/// for `SHELL_SETTLE` (from its fork; the relay starts the shell within a millisecond), in a few naps without
+/// waiting on the pipe, so that nothing the relay writes wakes it; it stops early once `SHELL_SETTLE_MAX_BYTES` are
+/// waiting, so a shell that starts with bulk output is not held back for long. Nothing is lost meanwhile: frames
+/// wait in the pipe (and, past its size, in the relay), and a relay that dies meanwhile is seen as EOF afterwards.
+/// The command FIFO is made before this wait, so the shell's hook never waits for it; a spool that plainly cannot
+/// take a recording (`Spool::can_create_recordings`) gets no FIFO (the registration loses it before the hook can
+/// use it) and no wait. One that fails anyway (a full disk) is handled as any failure: `go_on_unrecorded`, which also drains
+/// the FIFO in case the hook found it meanwhile.
+pub fn let_the_shell_start(data: &OwnedFd) {
+    let end = Instant::now() + SHELL_SETTLE;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(SHELL_SETTLE_NAP));
+        if crate::sys::pipe_pending(data.as_fd()).unwrap_or(usize::MAX) >= SHELL_SETTLE_MAX_BYTES {
+            return;
+        }
+    }
+}
+
 /// policy.on_error = open and the recording cannot be created: the session goes on unrecorded. Say so in syslog;
 /// leave the guard registration in place without its FIFO (the shell's profile must not start a nested session,
 /// which would fail the same way); take and drop what the relay sends until the session ends (the relay ends any
@@ -220,14 +261,39 @@ fn go_on_unrecorded(mut plan: WriterPlan, why: &str, data: OwnedFd) {
     if let Some((reg, keys)) = &mut plan.registration {
         reg.republish_without_fifo(&run_dir, keys);
     }
+    // The shell's hook may have found the FIFO before it left the registration (the recording is created once the
+    // shell has started up, `let_the_shell_start`) and holds it open: what it writes is taken and dropped too, so
+    // the FIFO never fills and the shell never waits on it.
+    let fifo = plan.fifo.as_ref().and_then(|p| open_fifo(p));
     let mut data = File::from(data);
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
-        match data.read(&mut buf) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => break,
+        let mut fds = vec![PollFd::new(data.as_fd(), PollFlags::POLLIN)];
+        if let Some((r, _)) = &fifo {
+            fds.push(PollFd::new(r.as_fd(), PollFlags::POLLIN));
+        }
+        if let Err(e) = poll(&mut fds, PollTimeout::NONE)
+            && e != nix::errno::Errno::EINTR
+        {
+            break;
+        }
+        let ready = |i: usize| {
+            fds.get(i)
+                .and_then(|f| f.revents())
+                .is_some_and(|r| !r.is_empty())
+        };
+        let (data_ready, fifo_ready) = (ready(0), ready(1));
+        drop(fds);
+        if fifo_ready && let Some((r, _)) = &fifo {
+            let _ = (&*r).read(&mut buf);
+        }
+        if data_ready {
+            match data.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
         }
     }
     if let Some((reg, keys)) = &plan.registration {
