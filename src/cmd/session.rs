@@ -50,8 +50,7 @@ impl ShellPlan {
         let uid = nix::unistd::getuid();
         let pw = crate::session::account::lookup(uid.as_raw());
         let me = std::fs::read_link("/proc/self/exe").ok();
-        let usable =
-            |p: &Path| p.is_absolute() && Some(p) != me.as_deref() && !p.ends_with("auditty");
+        let usable = |p: &Path| crate::session::account::is_usable_shell(p, me.as_deref());
         let shell = pw
             .as_ref()
             .map(|u| u.shell.clone())

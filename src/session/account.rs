@@ -26,6 +26,12 @@ pub fn lookup(uid: u32) -> Option<Account> {
     lookup_in(uid, Path::new(NSSWITCH), Path::new(PASSWD)).or_else(|| from_nss(uid))
 }
 
+/// May `shell` be exec'd as the user's shell: an absolute path that is not auditty itself (`own_exe`, and any
+/// program named auditty), which would start a recording inside itself.
+pub fn is_usable_shell(shell: &Path, own_exe: Option<&Path>) -> bool {
+    shell.is_absolute() && Some(shell) != own_exe && !shell.ends_with("auditty")
+}
+
 fn from_nss(uid: u32) -> Option<Account> {
     let u = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
         .ok()
@@ -184,6 +190,15 @@ mod tests {
         assert_eq!(lookup_in(4242, &ns, &pw), None);
         std::fs::write(&ns, "passwd: files ldap\n").unwrap();
         assert_eq!(lookup_in(4242, &ns, &pw), account("carol", "/bin/dash"));
+    }
+
+    #[test]
+    fn auditty_is_never_a_usable_shell() {
+        let me = Path::new("/usr/local/bin/auditty-real");
+        assert!(is_usable_shell(Path::new("/bin/bash"), Some(me)));
+        assert!(!is_usable_shell(me, Some(me)));
+        assert!(!is_usable_shell(Path::new("/usr/bin/auditty"), Some(me)));
+        assert!(!is_usable_shell(Path::new("bash"), None));
     }
 
     /// On this host the fast path and glibc agree on the current user.

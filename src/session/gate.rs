@@ -206,8 +206,7 @@ impl Who {
         let shell = pw
             .as_ref()
             .map(|u| u.shell.clone())
-            .filter(|p| p.is_absolute() && Some(p.as_path()) != me.as_deref())
-            .filter(|p| !p.ends_with("auditty"))
+            .filter(|p| crate::session::account::is_usable_shell(p, me.as_deref()))
             .unwrap_or_else(|| "/bin/sh".into());
         Who {
             user: pw.map(|u| u.name).unwrap_or_else(|| uid.to_string()),

@@ -268,22 +268,12 @@ fn go_on_unrecorded(mut plan: WriterPlan, why: &str, data: OwnedFd) {
     let mut data = File::from(data);
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
-        let mut fds = vec![PollFd::new(data.as_fd(), PollFlags::POLLIN)];
-        if let Some((r, _)) = &fifo {
-            fds.push(PollFd::new(r.as_fd(), PollFlags::POLLIN));
-        }
-        if let Err(e) = poll(&mut fds, PollTimeout::NONE)
-            && e != nix::errno::Errno::EINTR
-        {
-            break;
-        }
-        let ready = |i: usize| {
-            fds.get(i)
-                .and_then(|f| f.revents())
-                .is_some_and(|r| !r.is_empty())
-        };
-        let (data_ready, fifo_ready) = (ready(0), ready(1));
-        drop(fds);
+        let (data_ready, fifo_ready) =
+            match poll_pipe_and_fifo(&data, fifo.as_ref(), PollTimeout::NONE) {
+                Ok(ready) => ready,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            };
         if fifo_ready && let Some((r, _)) = &fifo {
             let _ = (&*r).read(&mut buf);
         }
@@ -376,17 +366,8 @@ pub fn run(mut plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
             active_since_data = None;
             PollTimeout::from(250u16)
         };
-        let mut fds = vec![PollFd::new(data.as_fd(), PollFlags::POLLIN)];
-        if let Some((r, _)) = &fifo {
-            fds.push(PollFd::new(r.as_fd(), PollFlags::POLLIN));
-        }
-        let _ = poll(&mut fds, timeout);
-        let data_ready = fds[0].revents().is_some_and(|r| !r.is_empty());
-        let fifo_ready = fds
-            .get(1)
-            .and_then(|f| f.revents())
-            .is_some_and(|r| !r.is_empty());
-        drop(fds);
+        let (data_ready, fifo_ready) =
+            poll_pipe_and_fifo(&data, fifo.as_ref(), timeout).unwrap_or((false, false));
         if fifo_ready && let Some((r, _)) = &fifo {
             w.read_commands(r, &mut parser);
         }
@@ -476,6 +457,26 @@ fn drain(data: &mut File, inbuf: &mut [u8], pending: &mut Vec<u8>, w: &mut Write
 }
 
 /// Open the FIFO for reading without blocking, plus a write end we keep so it never reports EOF.
+/// Wait (up to `timeout`) until the relay's pipe or the command FIFO (its read end, when there is one) has something
+/// (data, EOF, an error): which of the two.
+fn poll_pipe_and_fifo(
+    data: &impl AsFd,
+    fifo: Option<&(File, File)>,
+    timeout: PollTimeout,
+) -> nix::Result<(bool, bool)> {
+    let mut fds = vec![PollFd::new(data.as_fd(), PollFlags::POLLIN)];
+    if let Some((r, _)) = fifo {
+        fds.push(PollFd::new(r.as_fd(), PollFlags::POLLIN));
+    }
+    poll(&mut fds, timeout)?;
+    let ready = |i: usize| {
+        fds.get(i)
+            .and_then(|f| f.revents())
+            .is_some_and(|r| !r.is_empty())
+    };
+    Ok((ready(0), ready(1)))
+}
+
 fn open_fifo(p: &std::path::Path) -> Option<(File, File)> {
     use std::os::unix::fs::OpenOptionsExt;
     let r = std::fs::OpenOptions::new()

@@ -36,21 +36,28 @@ pub fn available() -> bool {
 }
 
 fn free_ports() -> (u16, u16) {
-    // Never the same port twice in this process (tests start servers in parallel threads; see mta::free_port).
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let ports = (
-            udp.local_addr().unwrap().port(),
-            tcp.local_addr().unwrap().port(),
-        );
-        if !given.contains(&ports.0) && !given.contains(&ports.1) {
-            given.extend([ports.0, ports.1]);
-            return ports;
+    // Never a port another test of this process has (`claim_port`).
+    let udp = loop {
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if super::claim_port(port) {
+            break port;
         }
-    }
+    };
+    let tcp = loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if super::claim_port(port) {
+            break port;
+        }
+    };
+    (udp, tcp)
 }
 
 impl Rsyslog {

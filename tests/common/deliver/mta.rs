@@ -8,20 +8,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A port nobody listens on right now, and that no other test of this process has been given: tests run in
-/// parallel threads, and two servers told the same port would each find "their" server answering there (the other's),
-/// until that one stops.
+/// A port nobody listens on right now, and that no other test of this process has been given (`claim_port`).
 pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
     loop {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        if !given.contains(&port) {
-            given.push(port);
+        if crate::common::claim_port(port) {
             return port;
         }
     }
