@@ -111,17 +111,19 @@ pub mod deliver;
 pub mod formats;
 pub mod rsyslog;
 
-/// Ports handed to this test process's servers so far (`claim_port`).
+/// Ports handed to this test process's servers so far (`unclaimed_port`).
 static CLAIMED_PORTS: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
 
-/// Claim `port` for one server of this test process: false when another test has it already. Tests run in parallel
-/// threads, and two servers told the same port would each find "their" server answering there (the other's), until
-/// that one stops; the OS's free-port answer alone does not prevent it.
-pub fn claim_port(port: u16) -> bool {
-    let mut claimed = CLAIMED_PORTS.lock().unwrap_or_else(|e| e.into_inner());
-    if claimed.contains(&port) {
-        return false;
+/// A port for one server of this test process: the first that `free` (a port the OS says is free now) gives and no
+/// other test has been given. Tests run in parallel threads, and two servers told the same port would each find
+/// "their" server answering there (the other's), until that one stops; the OS's answer alone does not prevent it.
+pub fn unclaimed_port(free: impl Fn() -> u16) -> u16 {
+    loop {
+        let port = free();
+        let mut claimed = CLAIMED_PORTS.lock().unwrap_or_else(|e| e.into_inner());
+        if !claimed.contains(&port) {
+            claimed.push(port);
+            return port;
+        }
     }
-    claimed.push(port);
-    true
 }

@@ -36,27 +36,20 @@ pub fn available() -> bool {
 }
 
 fn free_ports() -> (u16, u16) {
-    // Never a port another test of this process has (`claim_port`).
-    let udp = loop {
-        let port = UdpSocket::bind("127.0.0.1:0")
+    let udp = super::unclaimed_port(|| {
+        UdpSocket::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
-            .port();
-        if super::claim_port(port) {
-            break port;
-        }
-    };
-    let tcp = loop {
-        let port = TcpListener::bind("127.0.0.1:0")
+            .port()
+    });
+    let tcp = super::unclaimed_port(|| {
+        TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
-            .port();
-        if super::claim_port(port) {
-            break port;
-        }
-    };
+            .port()
+    });
     (udp, tcp)
 }
 

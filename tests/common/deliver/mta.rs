@@ -8,18 +8,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A port nobody listens on right now, and that no other test of this process has been given (`claim_port`).
+/// A port nobody listens on right now, and that no other test of this process has been given.
 pub fn free_port() -> u16 {
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
+    crate::common::unclaimed_port(|| {
+        TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
-            .port();
-        if crate::common::claim_port(port) {
-            return port;
-        }
-    }
+            .port()
+    })
 }
 
 /// msmtpd on 127.0.0.1; every accepted message lands in `dir/inbox` as one file.
