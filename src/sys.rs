@@ -95,8 +95,6 @@ pub enum Forked {
 
 /// What one read of `/proc/self/status` tells about this process.
 struct ProcStatus {
-    /// Number of threads (fork is only safe while it is 1); 1 when /proc cannot be read.
-    threads: usize,
     /// The signals whose disposition is not the default (ignored or caught), bit `n - 1` for signal `n`; every
     /// signal when /proc cannot be read.
     not_default: u64,
@@ -111,7 +109,6 @@ fn proc_status() -> ProcStatus {
     };
     let mask = |name: &str| field(name).and_then(|v| u64::from_str_radix(v, 16).ok());
     ProcStatus {
-        threads: field("Threads").and_then(|v| v.parse().ok()).unwrap_or(1),
         not_default: match (mask("SigIgn"), mask("SigCgt")) {
             (Some(i), Some(c)) => i | c,
             _ => u64::MAX,
@@ -119,9 +116,15 @@ fn proc_status() -> ProcStatus {
     }
 }
 
-/// Number of threads of this process, from /proc (fork is only safe while it is 1).
+/// Number of threads of this process (fork is only safe while it is 1); 1 when /proc cannot be read. procfs gives
+/// `/proc/self/task` a link count of 2 plus the number of threads: one stat(2), where reading `/proc/self/status`
+/// (which the kernel formats in full, memory figures included) costs several times as much on the way to the shell.
 pub fn thread_count() -> usize {
-    proc_status().threads
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata("/proc/self/task") {
+        Ok(m) if m.nlink() > 2 => (m.nlink() - 2) as usize,
+        _ => 1,
+    }
 }
 
 /// fork(2), refused unless the process is single-threaded, so the child is a faithful copy.
@@ -421,6 +424,17 @@ mod tests {
     use super::*;
     use nix::sys::wait::{WaitStatus, waitpid};
     use std::os::fd::AsFd;
+
+    #[test]
+    fn thread_count_sees_another_thread() {
+        // The test harness runs tests on threads of their own, so only a lower bound is certain here; the
+        // single-threaded case is every session test (the writer's fork is refused unless the count is 1).
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let parked = std::thread::spawn(move || rx.recv());
+        assert!(thread_count() >= 2, "thread_count() = {}", thread_count());
+        drop(tx);
+        let _ = parked.join();
+    }
 
     #[test]
     fn the_shell_is_started_on_the_pty_and_an_exec_failure_is_reported() {
