@@ -530,3 +530,202 @@ fn input_log_is_attached_when_recorded() {
         String::from_utf8_lossy(&o.stdout)
     );
 }
+
+/// The writer of a session just started: the relay's child that is still auditty once the shell's child has exec'd.
+fn writer_of(relay: u32) -> Option<u32> {
+    let end = Instant::now() + T;
+    while Instant::now() < end {
+        let children =
+            std::fs::read_to_string(format!("/proc/{relay}/task/{relay}/children")).ok()?;
+        let pids: Vec<u32> = children
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        let comm = |p: u32| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+        if pids.len() == 2 {
+            let ours: Vec<u32> = pids
+                .iter()
+                .copied()
+                .filter(|p| comm(*p).trim() == "auditty")
+                .collect();
+            if ours.len() == 1 {
+                return Some(ours[0]);
+            }
+        }
+        std::thread::yield_now();
+    }
+    None
+}
+
+fn state_of(pid: u32) -> String {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    s.rfind(')')
+        .and_then(|i| s[i + 1..].split_whitespace().next())
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn a_login_whose_recorder_was_killed_before_the_recording_existed_is_reported_by_flush() {
+    if !rsyslog::available() {
+        eprintln!("rsyslogd not installed: skipped");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let rs = rsyslog::Rsyslog::start(tmp.path());
+    let mta = Mta::start();
+    // The writer creates the recording 20 ms after its fork (once the shell has started up): stop it before that, as
+    // a user racing their own login from another session would, then kill both processes. Under heavy load the test
+    // may be too late; it then tries again with a new login (the recording made meanwhile is not what it tests).
+    let mut attempt = 0;
+    let (env, relay, writer, id) = loop {
+        attempt += 1;
+        assert!(
+            attempt <= 10,
+            "never stopped a writer before it created the recording"
+        );
+        let env = Env::new(&format!(
+            "[syslog]\ntarget = \"unix:{}\"\n[mail]\n{}",
+            rs.socket.display(),
+            smtp_mail(&mta.url())
+        ));
+        let mut t = session(&env, "exec sleep 30");
+        let writer = writer_of(t.pid).expect("the session's spool writer");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(writer as i32),
+            nix::sys::signal::Signal::SIGSTOP,
+        )
+        .unwrap();
+        while state_of(writer) != "T" {
+            std::thread::yield_now();
+        }
+        let unborn =
+            std::fs::read_dir(env.spool.join("active")).map_or(true, |mut d| d.next().is_none());
+        kill9(t.pid);
+        t.wait(T);
+        if !unborn {
+            kill9(writer);
+            wait_gone(writer);
+            continue;
+        }
+        let regs: Vec<_> = std::fs::read_dir(&env.run)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert!(
+            !regs.is_empty(),
+            "the relay registered the login before the shell started"
+        );
+        let text = std::fs::read_to_string(&regs[0]).unwrap();
+        assert!(text.contains(&format!("relay_pid={}\n", t.pid)), "{text}");
+        let id = text
+            .lines()
+            .find_map(|l| l.strip_prefix("id="))
+            .unwrap()
+            .to_string();
+        break (env, t.pid, writer, id);
+    };
+    assert!(env.recordings("active").is_empty() && mta.files().is_empty());
+    // A flush right away leaves the registration alone: a writer whose relay has just gone still withdraws it.
+    let f = run(&env, &["flush"]);
+    assert!(f.status.success(), "{}", text(&f));
+    assert!(
+        !String::from_utf8_lossy(&f.stderr).contains("NOT RECORDED"),
+        "{}",
+        text(&f)
+    );
+    // A minute later (the registrations are made older instead of waiting) it is taken for what it is.
+    let past = std::time::SystemTime::now() - Duration::from_secs(120);
+    for e in std::fs::read_dir(&env.run).unwrap().flatten() {
+        std::fs::File::options()
+            .write(true)
+            .open(e.path())
+            .unwrap()
+            .set_modified(past)
+            .unwrap();
+    }
+    let f = run(&env, &["flush"]);
+    assert!(f.status.success(), "{}", text(&f));
+    assert!(
+        String::from_utf8_lossy(&f.stderr).contains(&format!("{id} was NOT RECORDED")),
+        "{}",
+        text(&f)
+    );
+    assert!(
+        String::from_utf8_lossy(&f.stdout).contains(&format!("sent {id}")),
+        "{}",
+        text(&f)
+    );
+    assert!(
+        std::fs::read_dir(&env.run).unwrap().next().is_none(),
+        "the registrations have served"
+    );
+    let msgs = mta.wait_for(1, T);
+    assert_eq!(msgs.len(), 1);
+    let m = &msgs[0];
+    assert!(
+        m.header("Subject").unwrap().ends_with(", NOT RECORDED)"),
+        "{:?}",
+        m.header("Subject")
+    );
+    assert!(
+        m.body
+            .contains("NOT RECORDED: both recorder processes were killed"),
+        "{}",
+        m.body
+    );
+    assert!(
+        m.body.contains(&format!("the relay (pid {relay})")),
+        "{}",
+        m.body
+    );
+    assert!(m.body.contains(&id), "{}", m.body);
+    let (_, ts, _d) = gunzip_and_replay(m);
+    let ts = String::from_utf8_lossy(&ts).into_owned();
+    assert!(
+        ts.starts_with("Script started on ")
+            && ts.ends_with(" [<not recorded: the recorder was killed as the login began>]\n"),
+        "{ts}"
+    );
+    let line = rs
+        .wait_for(T, |l| {
+            l.iter().any(|l| {
+                l.msg.contains(&format!("rec={id} ")) && l.msg.contains("was not recorded")
+            })
+        })
+        .expect("the syslog line");
+    assert!(line.iter().any(|l| l.msg.starts_with("event=error ")));
+    // The writer, held all along (one killed as well is the usual case), goes on now: it must not make a second
+    // recording of the id; it says why and ends.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(writer as i32),
+        nix::sys::signal::Signal::SIGCONT,
+    )
+    .unwrap();
+    wait_gone(writer);
+    rs.wait_for(T, |l| {
+        l.iter().any(|l| {
+            l.msg.contains(&format!("rec={id} "))
+                && l.msg
+                    .contains("already reported this session as not recorded")
+        })
+    })
+    .expect("the writer's syslog line");
+    assert!(
+        env.recordings("active").is_empty(),
+        "{:?}",
+        env.recordings("active")
+    );
+    // Reported once.
+    let f = run(&env, &["flush"]);
+    assert!(
+        !String::from_utf8_lossy(&f.stderr).contains("NOT RECORDED"),
+        "{}",
+        text(&f)
+    );
+    let sent = env.recordings("sent");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(meta(&sent[0])["end_reason"], "never_started");
+    assert_eq!(mta.messages().len(), 1);
+}

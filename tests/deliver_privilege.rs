@@ -288,7 +288,8 @@ fn shell_has_no_group_writer_cannot_be_ptraced_and_killing_it_does_not_stop_deli
     let end = Instant::now() + T;
     let (dir, writer) = loop {
         if let Some(d) = i.state("active").into_iter().next()
-            && let Some(w) = meta(&d)["writer_pid"].as_u64().filter(|w| *w != 0)
+            && let Some(m) = meta_if_written(&d)
+            && let Some(w) = m["writer_pid"].as_u64().filter(|w| *w != 0)
         {
             break (d, w as u32);
         }
@@ -380,7 +381,8 @@ fn killing_both_recorder_processes_as_the_user_is_recovered_by_flush() {
     let end = Instant::now() + T;
     let (dir, writer) = loop {
         if let Some(d) = i.state("active").into_iter().next()
-            && let Some(w) = meta(&d)["writer_pid"].as_u64().filter(|w| *w != 0)
+            && let Some(m) = meta_if_written(&d)
+            && let Some(w) = m["writer_pid"].as_u64().filter(|w| *w != 0)
         {
             break (d, w as u32);
         }

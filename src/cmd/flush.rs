@@ -20,6 +20,12 @@ pub fn run(cli: &Cli, mut privilege: Privilege, all: bool) -> Result<Exit> {
     for id in &r.recovered {
         println!("recovered {id} (its recorder was gone)");
     }
+    for id in &r.never_started {
+        eprintln!(
+            "auditty flush: {id} was NOT RECORDED: its recorder processes were killed as the login began; \
+             a notice is queued for the auditors"
+        );
+    }
     for id in &r.sent {
         println!("sent {id}");
     }

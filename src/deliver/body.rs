@@ -110,6 +110,7 @@ pub fn outcome_short(m: &Meta) -> String {
             .unwrap_or_else(|| "signal".into()),
         Some(EndReason::Killed) => "killed".into(),
         Some(EndReason::Incomplete) => "incomplete".into(),
+        Some(EndReason::NeverStarted) => "NOT RECORDED".into(),
         None => "unknown".into(),
     }
 }
@@ -143,6 +144,12 @@ fn outcome_long(m: &Meta) -> String {
         Some(EndReason::Incomplete) => {
             "INCOMPLETE: both recorder processes vanished (crash, reboot or SIGKILL); \
              the recording was completed by auditty flush and its last half second may be missing"
+                .into()
+        }
+        Some(EndReason::NeverStarted) => {
+            "NOT RECORDED: both recorder processes were killed as the login began, before the spool writer had \
+             created the recording, so nothing of this session was recorded; auditty flush found the login's entry \
+             in the nesting-guard registry and made this notice from it"
                 .into()
         }
         None => "unknown (the recording's metadata is incomplete)".into(),

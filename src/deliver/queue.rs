@@ -17,11 +17,18 @@ use crate::deliver::mail::{self, TransportSpec};
 use crate::deliver::timing::Timing;
 use crate::record::meta::{EndReason, FileSum, Meta};
 use crate::record::typescript;
+use crate::spool::guard::{self, Registration};
 use crate::spool::layout::{self, Spool, State};
 use crate::syslog::Logger;
 
 /// The footer mark of a recording completed by `flush` after both recorder processes vanished.
 pub const RECOVERED_MARK: &str = "incomplete: recovered by auditty flush";
+/// The footer mark of the notice `flush` makes for a login whose recording was never created.
+pub const NEVER_STARTED_MARK: &str = "not recorded: the recorder was killed as the login began";
+/// How long a guard registration whose relay is gone may wait for its writer to withdraw it, before `flush` takes
+/// the login for one whose recorder died before the recording existed. A writer withdraws them within milliseconds
+/// of its relay's end; only a writer that was killed or stopped leaves them.
+pub const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub fn now_unix() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
@@ -418,6 +425,80 @@ pub fn complete_orphan(dir: &Path, meta: &mut Meta) -> Result<()> {
     Ok(())
 }
 
+/// A login whose recorder processes both died before the spool writer had created the recording (it does so once
+/// the shell has started up, `writer::let_the_shell_start`): its guard registration is all that remained. Make a
+/// recording of it that says so, from what the registration tells (id, uid, PTY, relay, when it was published,
+/// which is when the login began), and queue it like any other, so the auditors learn of the login by mail.
+/// The caller has made sure no recording of that id exists.
+pub fn queue_never_started(
+    cfg: &Config,
+    spool: &Spool,
+    reg: &Registration,
+    published: std::time::SystemTime,
+) -> Result<Meta> {
+    let offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
+    let start = OffsetDateTime::from(published).to_offset(offset);
+    let user = crate::session::account::lookup(reg.uid)
+        .map(|u| u.name)
+        .unwrap_or_else(|| reg.uid.to_string());
+    let dir = spool.create_active(&reg.id)?;
+    let Some(_lock) = layout::lock_new(&dir)? else {
+        anyhow::bail!("{} is locked by another process", dir.display());
+    };
+    let base = Meta::new_recording(
+        &reg.id,
+        &user,
+        reg.uid,
+        "",
+        None,
+        start,
+        crate::config::TimingFormat::Classic,
+    );
+    let mut meta = Meta {
+        // new_recording fills these in from this process, which is not the login's.
+        login_uid: None,
+        login_user: None,
+        ssh_client: None,
+        pty: Some(reg.pty.clone()),
+        relay_pid: reg.relay_pid,
+        writer_pid: 0,
+        columns: 0,
+        lines: 0,
+        end: Some(base.start.clone()),
+        duration_secs: Some(0.0),
+        end_reason: Some(EndReason::NeverStarted),
+        write_errors: vec![format!(
+            "no recording was created: the relay (pid {}) and the spool writer were both gone before the writer \
+             created the recording (killed, or stopped and killed, within the login's first moments); the login's \
+             guard registration, published {}, was found by auditty flush at {}",
+            reg.relay_pid,
+            base.start,
+            typescript::script_time(OffsetDateTime::now_utc(), offset)
+        )],
+        ..base
+    };
+    let info = typescript::HeaderInfo {
+        command: None,
+        term: None,
+        tty: None,
+        columns: 0,
+        lines: 0,
+    };
+    let mut ts = typescript::header(&meta.start, &info);
+    ts.extend_from_slice(&typescript::footer(
+        &meta.start,
+        None,
+        Some(NEVER_STARTED_MARK),
+    ));
+    layout::create_exclusive(&dir, layout::TYPESCRIPT, 0o640)?
+        .write_all(&ts)
+        .with_context(|| format!("cannot write {}", dir.join(layout::TYPESCRIPT).display()))?;
+    layout::create_exclusive(&dir, layout::TIMING, 0o640)?;
+    meta.write(&dir)?;
+    enqueue(cfg, spool, &mut meta)?;
+    Ok(meta)
+}
+
 /// If a live recording's writer is stopped (SIGSTOP by the user), let it go on (SIGCONT): a stopped writer holds its
 /// lock and would delay delivery for ever. Only done for a process that is really an auditty writer.
 fn continue_stopped_writer(meta: &Meta) -> bool {
@@ -454,6 +535,8 @@ fn continue_stopped_writer(meta: &Meta) -> bool {
 #[derive(Debug, Default)]
 pub struct Report {
     pub recovered: Vec<String>,
+    /// Logins whose recorder died before the recording existed; a notice was queued for each.
+    pub never_started: Vec<String>,
     pub sent: Vec<String>,
     pub deferred: Vec<(String, String)>,
     pub failed: Vec<(String, String)>,
@@ -487,6 +570,33 @@ fn read_meta(dir: &Path, id: &str, report: &mut Report) -> Meta {
 pub fn flush(cfg: &Config, spool: &Spool, all: bool, log: &mut Logger) -> Result<Report> {
     let mut report = Report::default();
     let now = now_unix();
+    // 0. Logins whose recording was never created: their guard registration outlived both recorder processes.
+    for a in guard::abandoned(&cfg.spool.run_dir, ABANDONED_AFTER) {
+        let id = &a.registration.id;
+        if spool.find(id).is_none() {
+            match queue_never_started(cfg, spool, &a.registration, a.published) {
+                Ok(meta) => {
+                    let msg = format!(
+                        "the login of {} on {} (relay pid {}) was not recorded: its recorder processes were killed \
+                         before the recording was created; a notice is queued for the auditors",
+                        meta.user, a.registration.pty, a.registration.relay_pid
+                    );
+                    crate::syslog::error(log, id, &msg);
+                    report.never_started.push(id.clone());
+                }
+                Err(e) => {
+                    // The registration stays, for the next flush.
+                    let msg =
+                        format!("cannot queue the notice of a login that was not recorded: {e:#}");
+                    crate::syslog::error(log, id, &msg);
+                    report.errors.push(format!("{id}: {msg}"));
+                    continue;
+                }
+            }
+        }
+        // Either way the registration has served: a recording of that id now exists.
+        a.remove();
+    }
     // 1. Orphans: active recordings whose writer is gone (their lock is free).
     for id in spool.list(State::Active)? {
         let dir = spool.recording_dir(State::Active, &id);
@@ -783,6 +893,83 @@ mod tests {
         std::fs::write(dir.join(layout::COMMANDS), b"").unwrap();
         meta.write(&dir).unwrap();
         (d, spool, meta)
+    }
+
+    #[test]
+    fn flush_queues_a_notice_for_a_login_whose_recording_was_never_created() {
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = Config::default();
+        cfg.spool.dir = d.path().join("spool");
+        cfg.spool.run_dir = d.path().join("run");
+        cfg.syslog.target = "none".into();
+        std::fs::create_dir(&cfg.spool.dir).unwrap();
+        std::fs::create_dir(&cfg.spool.run_dir).unwrap();
+        let spool = Spool::new(&cfg.spool.dir);
+        spool.ensure().unwrap();
+        let me = std::process::id();
+        // Relays that are gone (this pid with another start time is another process): one whose writer died before
+        // creating the recording, one whose recording exists (its writer died later: flush's orphan recovery).
+        let gone = |id: &str, pty: &str| Registration {
+            id: id.into(),
+            relay_pid: me,
+            relay_start: guard::process_start(me).unwrap() + 1,
+            uid: 4242,
+            pty: pty.into(),
+            fifo: String::new(),
+        };
+        let unborn = gone("20261203T100000Z-alice-000000000001", "/dev/pts/4");
+        let born = gone("20261203T100100Z-alice-000000000002", "/dev/pts/5");
+        unborn
+            .publish(&cfg.spool.run_dir, &["pts-4".into()])
+            .unwrap();
+        born.publish(&cfg.spool.run_dir, &["pts-5".into()]).unwrap();
+        spool.create_active(&born.id).unwrap();
+        let mut log = Logger::new(&cfg.syslog);
+        // Too young: its writer may still be withdrawing it.
+        let r = flush(&cfg, &spool, false, &mut log).unwrap();
+        assert!(r.never_started.is_empty(), "{r:?}");
+        assert_eq!(names(&cfg.spool.run_dir), ["pts-4", "pts-5"]);
+        let past =
+            std::time::SystemTime::now() - ABANDONED_AFTER - std::time::Duration::from_secs(5);
+        for k in ["pts-4", "pts-5"] {
+            std::fs::File::options()
+                .write(true)
+                .open(cfg.spool.run_dir.join(k))
+                .unwrap()
+                .set_modified(past)
+                .unwrap();
+        }
+        let r = flush(&cfg, &spool, false, &mut log).unwrap();
+        assert_eq!(r.never_started, std::slice::from_ref(&unborn.id), "{r:?}");
+        assert!(
+            names(&cfg.spool.run_dir).is_empty(),
+            "both registrations have served"
+        );
+        let dir = spool.recording_dir(State::Queue, &unborn.id);
+        let m = Meta::read(&dir.join(layout::META)).unwrap();
+        assert_eq!(m.end_reason, Some(EndReason::NeverStarted));
+        assert_eq!((m.uid, m.relay_pid, m.writer_pid), (4242, me, 0));
+        assert_eq!(m.pty.as_deref(), Some("/dev/pts/4"));
+        assert_eq!(m.end.as_deref(), Some(m.start.as_str()));
+        assert!(
+            m.write_errors[0].contains(&format!("the relay (pid {me})")),
+            "{:?}",
+            m.write_errors
+        );
+        let ts = std::fs::read_to_string(dir.join(layout::TYPESCRIPT)).unwrap();
+        assert!(
+            ts.starts_with(&format!("Script started on {} [", m.start))
+                && ts.ends_with(&format!(" [<{NEVER_STARTED_MARK}>]\n")),
+            "{ts}"
+        );
+        assert_eq!(std::fs::read(dir.join(layout::TIMING)).unwrap(), b"");
+        assert!(
+            m.files.contains_key(layout::TYPESCRIPT),
+            "its sums are recorded like any recording's"
+        );
+        // Reported once only.
+        let r = flush(&cfg, &spool, false, &mut log).unwrap();
+        assert!(r.never_started.is_empty(), "{r:?}");
     }
 
     fn with_transport(t: &str) -> Config {

@@ -21,6 +21,10 @@ pub enum EndReason {
     Killed,
     /// Both recorder processes vanished; completed later by `auditty flush`.
     Incomplete,
+    /// Both recorder processes were killed at the login, before the spool writer had created the recording: nothing
+    /// was recorded. `auditty flush` made this recording from the login's guard registration, to tell the auditors.
+    #[serde(rename = "never_started")]
+    NeverStarted,
 }
 
 impl EndReason {
@@ -31,6 +35,7 @@ impl EndReason {
             EndReason::Signal => "signal",
             EndReason::Killed => "killed",
             EndReason::Incomplete => "incomplete",
+            EndReason::NeverStarted => "never_started",
         }
     }
 }

@@ -90,11 +90,14 @@ impl Registration {
         process_start(self.relay_pid) == Some(self.relay_start)
     }
 
-    /// Publish under each key (tty, and audit session when known), atomically, world-readable.
+    /// Publish under each key (tty, and audit session when known), atomically, world-readable. A registration of
+    /// another recording whose relay is gone is set aside first (`stale.<id>`), not overwritten: when its writer
+    /// died too it is the only trace of that login, which `auditty flush` reports (`queue::queue_never_started`).
     pub fn publish(&self, run_dir: &Path, keys: &[String]) -> Result<()> {
         for key in keys {
+            set_aside_if_stale(run_dir, key, &self.id);
             let mut tmp = tempfile::Builder::new()
-                .prefix(".reg.")
+                .prefix(TEMPORARY)
                 .permissions(std::fs::Permissions::from_mode(0o644))
                 .tempfile_in(run_dir)
                 .with_context(|| {
@@ -133,6 +136,86 @@ impl Registration {
 
 fn read(p: &PathBuf) -> Option<Registration> {
     Registration::parse(&std::fs::read_to_string(p).ok()?)
+}
+
+/// Name prefix of a registration set aside by `publish`.
+const SET_ASIDE: &str = "stale.";
+/// Name prefix of `publish`'s temporary files.
+const TEMPORARY: &str = ".reg.";
+
+/// Before `key` is published for recording `id`: keep a registration of another recording whose relay is gone as
+/// `stale.<its id>`. (Normally there is none: the writer withdraws its registrations when the session ends.)
+fn set_aside_if_stale(run_dir: &Path, key: &str, id: &str) {
+    let p = run_dir.join(key);
+    if let Some(old) = read(&p)
+        && old.id != id
+        && crate::spool::layout::valid_id(&old.id)
+        && !old.is_live()
+    {
+        let _ = std::fs::rename(&p, run_dir.join(format!("{SET_ASIDE}{}", old.id)));
+    }
+}
+
+/// A recording's registrations whose relay is gone: its writer either withdraws them soon or died as well.
+#[derive(Debug)]
+pub struct Abandoned {
+    pub registration: Registration,
+    /// When the relay published it (the newest file's modification time): about when the login began.
+    pub published: std::time::SystemTime,
+    files: Vec<PathBuf>,
+}
+
+impl Abandoned {
+    /// Remove the files (those still naming this recording).
+    pub fn remove(&self) {
+        for f in &self.files {
+            if read(f).is_some_and(|r| r.id == self.registration.id) {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+    }
+}
+
+/// Every recording in the registry whose relay is no longer the process that published it, and whose newest file
+/// is at least `older_than` old (a writer whose relay has just ended is still withdrawing them), one entry per
+/// recording however many keys name it.
+pub fn abandoned(run_dir: &Path, older_than: std::time::Duration) -> Vec<Abandoned> {
+    let mut found: Vec<Abandoned> = Vec::new();
+    let Ok(entries) = std::fs::read_dir(run_dir) else {
+        return found;
+    };
+    let now = std::time::SystemTime::now();
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(TEMPORARY) || !e.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let p = e.path();
+        let (Some(reg), Ok(modified)) = (read(&p), e.metadata().and_then(|m| m.modified())) else {
+            continue;
+        };
+        if !crate::spool::layout::valid_id(&reg.id) || reg.is_live() {
+            continue;
+        }
+        match found.iter_mut().find(|a| a.registration.id == reg.id) {
+            Some(a) => {
+                a.published = a.published.max(modified);
+                a.files.push(p);
+            }
+            None => found.push(Abandoned {
+                registration: reg,
+                published: modified,
+                files: vec![p],
+            }),
+        }
+    }
+    found.retain(|a| {
+        now.duration_since(a.published)
+            .is_ok_and(|age| age >= older_than)
+    });
+    found.sort_by(|a, b| a.registration.id.cmp(&b.registration.id));
+    found
 }
 
 /// The registration published under `key`, live or not.
@@ -195,5 +278,71 @@ mod tests {
         r.publish(d.path(), &keys).unwrap();
         r.withdraw(d.path(), &keys);
         assert_eq!(lookup(d.path(), Some("/dev/pts/9"), Some(7)), None);
+    }
+
+    fn names(d: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_stale_registration_is_set_aside_not_overwritten_and_found_abandoned() {
+        let d = tempfile::tempdir().unwrap();
+        let me = std::process::id();
+        let start = process_start(me).unwrap();
+        let live = |id: &str| Registration {
+            id: id.into(),
+            relay_pid: me,
+            relay_start: start,
+            uid: 1000,
+            pty: "/dev/pts/9".into(),
+            fifo: String::new(),
+        };
+        // A login whose relay is gone (this pid with another start time is another process) under both keys.
+        let dead = Registration {
+            relay_start: start + 1,
+            ..live("20261203T100000Z-alice-000000000001")
+        };
+        let keys = vec![tty_key("/dev/pts/9"), session_key(7)];
+        dead.publish(d.path(), &keys).unwrap();
+        assert_eq!(names(d.path()), ["pts-9", "session-7"]);
+        let found = abandoned(d.path(), std::time::Duration::ZERO);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].registration, dead);
+        assert_eq!(found[0].files.len(), 2, "both keys name it");
+        assert!(
+            abandoned(d.path(), std::time::Duration::from_secs(3600)).is_empty(),
+            "too young to be taken for abandoned"
+        );
+        // The next login on that PTY keeps the stale one aside instead of overwriting it.
+        let next = live("20261203T100500Z-bob-000000000002");
+        next.publish(d.path(), &keys[..1]).unwrap();
+        assert_eq!(
+            names(d.path()),
+            [
+                "pts-9",
+                "session-7",
+                "stale.20261203T100000Z-alice-000000000001"
+            ]
+        );
+        assert_eq!(read_key(d.path(), "pts-9"), Some(next.clone()));
+        let found = abandoned(d.path(), std::time::Duration::ZERO);
+        assert_eq!(found.len(), 1, "the live one is not abandoned: {found:?}");
+        assert_eq!(found[0].registration, dead);
+        found[0].remove();
+        assert_eq!(
+            names(d.path()),
+            ["pts-9"],
+            "only the live registration is left"
+        );
+        // A live registration under the key is replaced, not set aside (the guard found it not live, or it is ours).
+        live("20261203T101000Z-carol-000000000003")
+            .publish(d.path(), &keys[..1])
+            .unwrap();
+        assert_eq!(names(d.path()), ["pts-9"]);
     }
 }

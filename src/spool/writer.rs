@@ -170,7 +170,19 @@ pub fn create_recording_and_run(
     if ready.is_none() && spool_usable {
         let_the_shell_start(&data);
     }
-    let created = plan.spool.create_recording(&plan.meta.id).and_then(|dir| {
+    // Only `auditty flush` puts a recording of this id elsewhere: the notice of a login whose relay was gone, and no
+    // recording made, for a minute (`queue::queue_never_started`), which this writer was then held (stopped) through.
+    // A second recording of the id would collide with that one.
+    let reported = plan.spool.find(&plan.meta.id).is_some();
+    let created = if reported {
+        Err(anyhow::anyhow!(
+            "auditty flush has already reported this session as not recorded (its spool writer was held, e.g. \
+             stopped, before it could create the recording)"
+        ))
+    } else {
+        plan.spool.create_recording(&plan.meta.id)
+    };
+    let created = created.and_then(|dir| {
         let lock =
             layout::lock_new(&dir)?.context("a fresh recording is locked by someone else")?;
         // Not synced: rewritten (and synced) as soon as the shell runs.

@@ -49,6 +49,11 @@ pub fn meta(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join("meta.json")).unwrap()).unwrap()
 }
 
+/// meta.json once the writer has written it (it creates the recording's directory first).
+pub fn meta_if_written(dir: &Path) -> Option<serde_json::Value> {
+    serde_json::from_slice(&std::fs::read(dir.join("meta.json")).ok()?).ok()
+}
+
 /// Wait (bounded) until the single active recording's meta.json names its writer; return (dir, writer pid).
 pub fn active_writer(env: &Env) -> (std::path::PathBuf, u32) {
     let end = Instant::now() + Duration::from_secs(10);

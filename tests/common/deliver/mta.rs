@@ -106,9 +106,18 @@ impl Mta {
                 .expect("msmtpd (apt-get install msmtp-mta)");
             let end = Instant::now() + Duration::from_secs(5);
             loop {
-                if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                    self.child = Some(child);
-                    return;
+                // Ours only if it greets like an SMTP server and our msmtpd is still running: a port taken by another
+                // process meanwhile also accepts the connection, and msmtpd then exits because it cannot bind.
+                if let Ok(mut c) = TcpStream::connect(("127.0.0.1", self.port)) {
+                    let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+                    let mut greeting = [0u8; 4];
+                    let smtp = std::io::Read::read_exact(&mut c, &mut greeting).is_ok()
+                        && &greeting[..3] == b"220";
+                    drop(c);
+                    if smtp && child.try_wait().unwrap().is_none() {
+                        self.child = Some(child);
+                        return;
+                    }
                 }
                 if child.try_wait().unwrap().is_some() || Instant::now() > end {
                     // The port was taken meanwhile: take another one.
