@@ -377,12 +377,24 @@ fn record(
     };
     // The shell's argv and environment, made before the fork: memory allocated after it would first be copied for
     // the writer, on the way to the shell.
-    let exec = shell_exec_plan(&shell, ids)?;
+    // Every failure from here to the fork withdraws the registration: one left behind would be reported by flush as
+    // a login whose recorder was killed (docs/security.md, C10).
+    let exec = match shell_exec_plan(&shell, ids) {
+        Ok(exec) => exec,
+        Err(e) => {
+            withdraw(&registration);
+            return Err(e);
+        }
+    };
     // Until the writer has left our session and ignores the terminal's signals, a hangup or ^C sent to our process
     // group (e.g. a session that ends at once) would kill it before it writes a byte: block them across the fork.
-    let old_mask = writer_signals()
-        .thread_swap_mask(SigmaskHow::SIG_BLOCK)
-        .context("sigprocmask")?;
+    let old_mask = match writer_signals().thread_swap_mask(SigmaskHow::SIG_BLOCK) {
+        Ok(mask) => mask,
+        Err(e) => {
+            withdraw(&registration);
+            return Err(anyhow::Error::from(e).context("sigprocmask"));
+        }
+    };
     let forked = sys::fork_single_threaded();
     if !matches!(forked, Ok(Forked::Child)) {
         let _ = old_mask.thread_set_mask();
