@@ -573,7 +573,15 @@ pub fn flush(cfg: &Config, spool: &Spool, all: bool, log: &mut Logger) -> Result
     // 0. Logins whose recording was never created: their guard registration outlived both recorder processes.
     for a in guard::abandoned(&cfg.spool.run_dir, ABANDONED_AFTER) {
         let id = &a.registration.id;
-        if spool.find(id).is_none() {
+        let found = spool.find(id);
+        if let Some((State::Active, dir)) = &found
+            && !layout::lock_is_free(dir)
+        {
+            // Its writer is alive: it withdraws the registration itself. (Its relay only looked gone, e.g. from
+            // another pid namespace.)
+            continue;
+        }
+        if found.is_none() {
             match queue_never_started(cfg, spool, &a.registration, a.published) {
                 Ok(meta) => {
                     let msg = format!(
@@ -924,14 +932,21 @@ mod tests {
             .unwrap();
         born.publish(&cfg.spool.run_dir, &["pts-5".into()]).unwrap();
         spool.create_active(&born.id).unwrap();
+        // One whose writer still holds its recording's lock: its relay only looks gone (another pid namespace).
+        let writing = gone("20261203T100200Z-alice-000000000003", "/dev/pts/6");
+        writing
+            .publish(&cfg.spool.run_dir, &["pts-6".into()])
+            .unwrap();
+        let writing_dir = spool.create_active(&writing.id).unwrap();
+        let _writer_lock = layout::lock_new(&writing_dir).unwrap().unwrap();
         let mut log = Logger::new(&cfg.syslog);
         // Too young: its writer may still be withdrawing it.
         let r = flush(&cfg, &spool, false, &mut log).unwrap();
         assert!(r.never_started.is_empty(), "{r:?}");
-        assert_eq!(names(&cfg.spool.run_dir), ["pts-4", "pts-5"]);
+        assert_eq!(names(&cfg.spool.run_dir), ["pts-4", "pts-5", "pts-6"]);
         let past =
             std::time::SystemTime::now() - ABANDONED_AFTER - std::time::Duration::from_secs(5);
-        for k in ["pts-4", "pts-5"] {
+        for k in ["pts-4", "pts-5", "pts-6"] {
             std::fs::File::options()
                 .write(true)
                 .open(cfg.spool.run_dir.join(k))
@@ -941,9 +956,10 @@ mod tests {
         }
         let r = flush(&cfg, &spool, false, &mut log).unwrap();
         assert_eq!(r.never_started, std::slice::from_ref(&unborn.id), "{r:?}");
-        assert!(
-            names(&cfg.spool.run_dir).is_empty(),
-            "both registrations have served"
+        assert_eq!(
+            names(&cfg.spool.run_dir),
+            ["pts-6"],
+            "the two whose writers are gone have served; a live writer withdraws its own"
         );
         let dir = spool.recording_dir(State::Queue, &unborn.id);
         let m = Meta::read(&dir.join(layout::META)).unwrap();
