@@ -592,6 +592,8 @@ pub fn flush(cfg: &Config, spool: &Spool, all: bool, log: &mut Logger) -> Result
                     crate::syslog::error(log, id, &msg);
                     report.never_started.push(id.clone());
                 }
+                // Another flush, running at the same time, made it.
+                Err(_) if spool.find(id).is_some() => {}
                 Err(e) => {
                     // The registration stays, for the next flush.
                     let msg =
