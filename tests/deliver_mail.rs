@@ -750,4 +750,11 @@ fn a_login_whose_recorder_was_killed_before_the_recording_existed_is_reported_by
     assert_eq!(sent.len(), 1);
     assert_eq!(meta(&sent[0])["end_reason"], "never_started");
     assert_eq!(mta.messages().len(), 1);
+    let l = run(&env, &["list"]);
+    let row = String::from_utf8_lossy(&l.stdout)
+        .lines()
+        .find(|r| r.starts_with(&id))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("{id} not listed: {}", text(&l)));
+    assert!(row.contains(" NOT-RECORDED "), "{row}");
 }

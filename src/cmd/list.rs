@@ -163,6 +163,8 @@ pub fn run(
                     .unwrap_or_else(|| "-".into()),
                 if st == State::Active && live {
                     "-".into()
+                } else if m.end_reason == Some(crate::record::meta::EndReason::NeverStarted) {
+                    "NOT-RECORDED".into()
                 } else {
                     body::outcome_short(&m).replace(' ', "=")
                 },
