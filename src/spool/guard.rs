@@ -95,7 +95,6 @@ impl Registration {
     /// died too it is the only trace of that login, which `auditty flush` reports (`queue::queue_never_started`).
     pub fn publish(&self, run_dir: &Path, keys: &[String]) -> Result<()> {
         for key in keys {
-            set_aside_if_stale(run_dir, key, &self.id);
             let mut tmp = tempfile::Builder::new()
                 .prefix(TEMPORARY)
                 .permissions(std::fs::Permissions::from_mode(0o644))
@@ -104,7 +103,15 @@ impl Registration {
                     format!("cannot write to the guard registry {}", run_dir.display())
                 })?;
             tmp.write_all(self.render().as_bytes())?;
-            tmp.persist(run_dir.join(key))
+            // Normally the key is free (the writer withdraws its registrations when the session ends), and the
+            // rename that publishes it refuses to replace anything: only when something is there is it read.
+            let path = run_dir.join(key);
+            let tmp = match tmp.persist_noclobber(&path) {
+                Ok(_) => continue,
+                Err(e) => e.file,
+            };
+            set_aside_if_stale(run_dir, key, &self.id);
+            tmp.persist(&path)
                 .with_context(|| format!("cannot publish {}/{key}", run_dir.display()))?;
         }
         Ok(())
@@ -143,8 +150,8 @@ const SET_ASIDE: &str = "stale.";
 /// Name prefix of `publish`'s temporary files.
 const TEMPORARY: &str = ".reg.";
 
-/// Before `key` is published for recording `id`: keep a registration of another recording whose relay is gone as
-/// `stale.<its id>`. (Normally there is none: the writer withdraws its registrations when the session ends.)
+/// Before `key` is published over for recording `id`: keep a registration of another recording whose relay is gone
+/// as `stale.<its id>`.
 fn set_aside_if_stale(run_dir: &Path, key: &str, id: &str) {
     let p = run_dir.join(key);
     if let Some(old) = read(&p)
