@@ -328,6 +328,18 @@ fn header_and_len(path: &Path) -> Result<(u64, u64)> {
     Ok((hdr, len))
 }
 
+/// The typescript header the writer writes for the recording `meta` describes.
+fn typescript_header(meta: &Meta) -> Vec<u8> {
+    let info = typescript::HeaderInfo {
+        command: meta.command.as_deref(),
+        term: meta.term.as_deref(),
+        tty: meta.tty.as_deref(),
+        columns: meta.columns,
+        lines: meta.lines,
+    };
+    typescript::header(&meta.start, &info)
+}
+
 /// Complete a recording whose writer vanished mid-session: make the timing agree with the data on disk, append the
 /// footer with the "incomplete" mark, and fill in meta.json's end. The caller holds the lock.
 pub fn complete_orphan(dir: &Path, meta: &mut Meta) -> Result<()> {
@@ -337,15 +349,8 @@ pub fn complete_orphan(dir: &Path, meta: &mut Meta) -> Result<()> {
     if !ts_path.exists() {
         // The writer vanished before it created the data files (its first act after the fork, while the shell starts),
         // so nothing was recorded: complete an empty typescript, with the header the writer would have written.
-        let info = typescript::HeaderInfo {
-            command: meta.command.as_deref(),
-            term: meta.term.as_deref(),
-            tty: meta.tty.as_deref(),
-            columns: meta.columns,
-            lines: meta.lines,
-        };
         layout::create_exclusive(dir, layout::TYPESCRIPT, 0o640)?
-            .write_all(&typescript::header(&meta.start, &info))
+            .write_all(&typescript_header(meta))
             .with_context(|| format!("cannot write {}", ts_path.display()))?;
     }
     let input_present = in_path.exists();
@@ -477,14 +482,7 @@ pub fn queue_never_started(
         )],
         ..base
     };
-    let info = typescript::HeaderInfo {
-        command: None,
-        term: None,
-        tty: None,
-        columns: 0,
-        lines: 0,
-    };
-    let mut ts = typescript::header(&meta.start, &info);
+    let mut ts = typescript_header(&meta);
     ts.extend_from_slice(&typescript::footer(
         &meta.start,
         None,
