@@ -367,10 +367,10 @@ for _st in active queue sent failed; do
 done
 did "spool $SPOOL (root:$GROUP 0770)"
 if live; then
-  dir 0775 root "$GROUP" "$RUNDIR"
-  did "registry of live recordings $RUNDIR (root:$GROUP 0775)"
+  dir 0770 root "$GROUP" "$RUNDIR"
+  did "registry of live recordings $RUNDIR (root:$GROUP 0770)"
 fi
-printf 'd %s 0775 root %s -\n' "$RUNDIR" "$GROUP" >"$TMP/tmpfiles"
+printf 'd %s 0770 root %s -\n' "$RUNDIR" "$GROUP" >"$TMP/tmpfiles"
 put 0644 root root "$TMP/tmpfiles" "$TMPFILES"
 if systemd_running && have systemd-tmpfiles; then
   run systemd-tmpfiles --create "$TMPFILES" || true
@@ -410,7 +410,7 @@ Documentation=man:auditty(1)
 
 [Service]
 Type=oneshot
-ExecStartPre=-/usr/bin/install -d -m 0775 -o root -g $GROUP $RUNDIR
+ExecStartPre=-/usr/bin/install -d -m 0770 -o root -g $GROUP $RUNDIR
 ExecStart=$BIN flush
 EOF
   cat >"$TMP/timer" <<EOF
@@ -438,8 +438,8 @@ else
 # auditty: deliver queued session recordings every minute (installed by auditty install.sh).
 SHELL=/bin/sh
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
-@reboot root install -d -m 0775 -o root -g $GROUP $RUNDIR
-* * * * * root [ -d $RUNDIR ] || install -d -m 0775 -o root -g $GROUP $RUNDIR; $BIN flush >/dev/null 2>&1
+@reboot root install -d -m 0770 -o root -g $GROUP $RUNDIR
+* * * * * root [ -d $RUNDIR ] || install -d -m 0770 -o root -g $GROUP $RUNDIR; $BIN flush >/dev/null 2>&1
 EOF
   put 0644 root root "$TMP/cron" "$CRON"
   did "$CRON runs '$BIN flush' every minute (no systemd here)"

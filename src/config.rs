@@ -24,7 +24,7 @@ pub struct Config {
 pub struct Spool {
     /// Private spool (root:auditty 0770): active/, queue/, sent/, failed/.
     pub dir: PathBuf,
-    /// Registry of live recordings' PTYs (root:auditty 0775, world-readable): the nesting guard.
+    /// Registry of live recordings' PTYs (root:auditty 0770: only the group reaches it): the nesting guard.
     pub run_dir: PathBuf,
     /// Days a delivered recording is kept in sent/ (0 removes it at once).
     pub keep_days: u32,
@@ -330,7 +330,11 @@ impl Config {
             return bad("mail.timeout", "must be at least 1 second".into());
         }
         for addr in &self.mail.to {
-            if !addr.contains('@') || addr.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            // As the mailer will read it (one address per list entry: "a@b, c@d" is two entries).
+            if !addr.contains('@')
+                || addr.chars().any(|c| c.is_control() || c.is_whitespace())
+                || addr.parse::<lettre::message::Mailbox>().is_err()
+            {
                 return bad("mail.to", format!("not an email address: {addr:?}"));
             }
         }
@@ -598,6 +602,10 @@ mod tests {
         assert_eq!(c.mail.to.len(), 2);
         let c = Config::parse("", "x", &["record.banner=Recorded session".to_string()]).unwrap();
         assert_eq!(c.record.banner, "Recorded session");
+        // Two addresses in one entry: refused here, as the mailer would refuse it at every delivery.
+        let e =
+            Config::parse("", "x", &["mail.to=a@b.example,c@d.example".to_string()]).unwrap_err();
+        assert!(e.to_string().contains("mail.to"), "{e}");
     }
 
     #[test]

@@ -419,6 +419,40 @@ pub fn clear_environment() {
     }
 }
 
+/// Close every descriptor above 2 but `keep`: the spool writer keeps nothing it was handed by whoever started the
+/// login (it runs with the group auditty, and outlives the session). close_range(2), or one close per entry of
+/// /proc/self/fd where the kernel has none.
+pub fn close_inherited_fds(keep: &[RawFd]) {
+    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|&fd| fd > 2).collect();
+    keep.sort_unstable();
+    let mut from: RawFd = 3;
+    let mut ranges = Vec::new();
+    for &k in &keep {
+        if k > from {
+            ranges.push((from as u32, (k - 1) as u32));
+        }
+        from = k + 1;
+    }
+    ranges.push((from as u32, u32::MAX));
+    for (lo, hi) in ranges {
+        // SAFETY: close_range only closes descriptors; none in the range is owned by live Rust objects (the caller
+        // keeps the ones it still uses out of it).
+        if unsafe { libc::syscall(libc::SYS_close_range, lo, hi, 0) } != 0 {
+            let open: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .filter(|&fd: &RawFd| fd as u32 >= lo && fd as u32 <= hi)
+                .collect();
+            for fd in open {
+                // SAFETY: as above; the read_dir's own descriptor is closed by now.
+                unsafe { libc::close(fd) };
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

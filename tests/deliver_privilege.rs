@@ -406,3 +406,54 @@ fn killing_both_recorder_processes_as_the_user_is_recovered_by_flush() {
     assert!(String::from_utf8_lossy(&replayed).contains("about-to-kill-both"));
     assert!(String::from_utf8_lossy(&ts).ends_with("[<incomplete: recovered by auditty flush>]\n"));
 }
+
+/// The guard registry is `root:auditty` 0770: the recorded user owns their registration files (the relay writes them
+/// with their uid) but cannot reach them, so they cannot rewrite theirs to make later logins on that PTY look
+/// nested, nor read anyone's FIFO path; `auditty hook` still finds their recording, reading the registry with the
+/// group before it drops it (docs/security.md N14).
+#[test]
+fn recorded_user_cannot_rewrite_the_guard_registry_and_the_hook_still_finds_it() {
+    let mta = Mta::down();
+    let i = Install::new(&mail_to(&mta));
+    let run = i.run.display().to_string();
+    let script = format!(
+        "key=$(tty | sed 's#^/dev/##; s#/#-#g'); echo \"key=$key\"; \
+         printf 'id=20200101T000000Z-u-000000000000\\nrelay_pid=1\\nrelay_start=1\\nuid=0\\npty=x\\nfifo=\\n' \
+           >{run}/$key 2>/dev/null && echo rewrite-done || echo rewrite-refused; \
+         ls {run} >/dev/null 2>&1 && echo list-done || echo list-refused; \
+         {bin} hook bash | grep -c '^__auditty_install$'; echo hook-rc=${{PIPESTATUS[0]}}; \
+         {bin} session --check; echo check-rc=$?",
+        bin = i.bin()
+    );
+    let mut t = user_session(&i, &format!("bash -c {}", shell_quote(&script)));
+    t.expect("check-rc=", T);
+    assert!(t.wait(T).success());
+    let o = t.output_text();
+    assert!(
+        o.contains("rewrite-refused") && o.contains("list-refused"),
+        "{o}"
+    );
+    assert!(
+        o.contains("\n1\r\nhook-rc=0"),
+        "the hook is printed for the user's own recording: {o}"
+    );
+    assert!(
+        o.contains("inside: recording") && o.contains("check-rc=3"),
+        "{o}"
+    );
+    let key = o
+        .split("key=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    // The registration (until the writer withdrew it) was never the forged one.
+    let recs = wait_state(&i, "queue", 1);
+    let id = recs[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(!i.run.join(&key).exists(), "withdrawn at the end");
+    assert!(o.contains(&format!("inside: recording {id}")), "{o}");
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}

@@ -704,7 +704,7 @@ fn install(host: &Host) {
         "/usr/bin/auditty root:auditty 2755",
         "/var/spool/auditty root:auditty 770",
         "/var/spool/auditty/queue root:auditty 770",
-        "/run/auditty root:auditty 775",
+        "/run/auditty root:auditty 770",
         "/etc/auditty.conf root:auditty 640",
         "/etc/profile.d/auditty.sh root:root 644",
         "/usr/share/man/man1/auditty.1 root:root 644",
@@ -738,11 +738,11 @@ fn install(host: &Host) {
     assert!(cron.contains("* * * * * root"), "{cron}");
     assert!(cron.contains("/usr/bin/auditty flush"), "{cron}");
     assert!(
-        cron.contains("@reboot root install -d -m 0775 -o root -g auditty /run/auditty"),
+        cron.contains("@reboot root install -d -m 0770 -o root -g auditty /run/auditty"),
         "{cron}"
     );
     assert!(
-        cron.contains("d /run/auditty 0775 root auditty -"),
+        cron.contains("d /run/auditty 0770 root auditty -"),
         "{cron}"
     );
     // The cron line works (there is no cron daemon here: run its command the way cron would).
@@ -752,7 +752,7 @@ fn install(host: &Host) {
     );
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
-        out.contains("root:auditty 775"),
+        out.contains("root:auditty 770"),
         "the cron line recreates /run/auditty: {}",
         text(&o)
     );

@@ -4,6 +4,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::pty::Term;
 use common::*;
 
 #[test]
@@ -131,4 +132,55 @@ fn the_passwd_shell_is_run_whatever_shell_says() {
         Some(passwd_shell.as_str()),
         "{meta}"
     );
+}
+
+/// The spool writer keeps no descriptor it was handed by whoever started the login (it runs with the group auditty
+/// and outlives the session: docs/security.md N16); the shell still gets the user's.
+#[test]
+fn the_spool_writer_keeps_no_inherited_descriptor() {
+    let env = Env::new("");
+    let marker = env.dir.path().join("inherited-marker");
+    std::fs::write(&marker, "x").unwrap();
+    let file = std::fs::File::open(&marker).unwrap();
+    // Not close-on-exec: the session inherits it as a login would inherit one of sshd's or the user's.
+    nix::fcntl::fcntl(
+        &file,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .unwrap();
+    let mut t = Term::session(&env, &["-c", "echo shell-is-up; read x"]);
+    drop(file);
+    t.expect("shell-is-up", 10);
+    let points_at_marker = |pid: u32| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .flatten()
+            .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == marker))
+    };
+    // The writer's pid, from the recording it is writing.
+    let meta = loop_until(Duration::from_secs(10), || {
+        let dir = env.recordings("active").into_iter().next()?;
+        let text = std::fs::read_to_string(dir.join("meta.json")).ok()?;
+        serde_json::from_str::<serde_json::Value>(&text).ok()
+    });
+    let writer = meta["writer_pid"].as_u64().unwrap() as u32;
+    let relay = t.pid().as_raw() as u32;
+    assert!(
+        points_at_marker(relay),
+        "the relay (and so the shell) has it"
+    );
+    assert!(!points_at_marker(writer), "the writer closed it");
+    t.line("");
+    assert_eq!(t.wait_code(Duration::from_secs(10)), 0);
+}
+
+fn loop_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < end, "timed out");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

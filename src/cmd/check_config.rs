@@ -356,7 +356,7 @@ fn run_dir(r: &mut Report, dir: &Path, gid: Option<u32>) {
         }
         Err(e) => {
             return r.error(format!(
-                "spool.run_dir: {}: {e} (install.sh creates it root:{GROUP} 0775 and a tmpfiles.d/cron entry \
+                "spool.run_dir: {}: {e} (install.sh creates it root:{GROUP} 0770 and a tmpfiles.d/cron entry \
                  recreates it at boot); without it nested logins (su -, bash -l) are detected by process ancestry \
                  only and tmux panes are recorded again",
                 dir.display()
@@ -374,13 +374,13 @@ fn run_dir(r: &mut Report, dir: &Path, gid: Option<u32>) {
         && (md.gid() != g || md.mode() & 0o020 == 0)
     {
         return r.error(format!(
-            "spool.run_dir: {}: {om}: must be writable by group {GROUP} (root:{GROUP} 0775)",
+            "spool.run_dir: {}: {om}: must be writable by group {GROUP} (root:{GROUP} 0770)",
             dir.display()
         ));
     }
-    if md.mode() & 0o005 != 0o005 {
+    if md.mode() & 0o007 != 0 {
         return r.error(format!(
-            "spool.run_dir: {}: {om}: must be readable by everyone (the hook looks up the terminal there)",
+            "spool.run_dir: {}: {om}: others may enter it, so a recorded user could rewrite their own registrations              (they own them) to make later logins on that terminal go unrecorded; make it root:{GROUP} 0770 (re-run              install.sh)",
             dir.display()
         ));
     }

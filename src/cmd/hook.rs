@@ -1,10 +1,10 @@
 //! `auditty hook bash|zsh`: print the command hook for a shell running inside a live recording.
 //!
-//! Whether this shell is inside a recording is decided from the guard registry (`spool.run_dir`, writable only
-//! by the recorder), looked up by this process's terminal and audit session, never from the environment (which
+//! Whether this shell is inside a recording is decided from the guard registry (`spool.run_dir`, reachable only
+//! by group auditty: read while this process still has it), looked up by this process's terminal and audit session, never from the environment (which
 //! at most makes it wait for a registration that is on its way); the FIFO path printed comes from the same
 //! registration. Exit status: 0 inside a live recording (the hook is
-//! printed, or nothing when `hook.enabled` is off or the FIFO is not this user's), 3 when not inside one (the
+//! printed, or nothing when `hook.enabled` is off or the FIFO is not this user's, root included), 3 when not inside one (the
 //! caller should start `auditty session`), 1 on errors.
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -25,20 +25,21 @@ const BASH: &str = include_str!("../hook/bash.sh");
 const ZSH: &str = include_str!("../hook/zsh.sh");
 
 pub fn run(cli: &Cli, mut privilege: Privilege, shell: HookShell) -> Result<Exit> {
-    // /etc/auditty.conf is root:auditty 0640: read it (the fixed file only; --config/-o are refused while
-    // privileged) before giving up the group. Nothing else is done with the privilege.
+    // /etc/auditty.conf is root:auditty 0640 and the guard registry root:auditty 0770: read the configuration (the
+    // fixed file only; --config/-o are refused while privileged) and the registry before giving up the group.
+    // Nothing else is done with the privilege: the FIFO is looked at as the user.
     let cfg = privilege.load_config(cli)?;
-    privilege.drop_unless_trusted()?;
     let tty = nix::unistd::ttyname(std::io::stdin())
         .ok()
         .map(|p| p.display().to_string());
-    let Some(reg) = lookup(&cfg.spool.run_dir, tty.as_deref()) else {
-        return Ok(Exit::from(NOT_RECORDED));
+    let reg = lookup(&cfg.spool.run_dir, tty.as_deref());
+    let reg = match reg {
+        Some(reg) if cfg.hook.enabled => Some(await_fifo(&cfg.spool.run_dir, tty.as_deref(), reg)),
+        other => other,
     };
-    let reg = if cfg.hook.enabled {
-        await_fifo(&cfg.spool.run_dir, tty.as_deref(), reg)
-    } else {
-        reg
+    privilege.drop_unless_trusted()?;
+    let Some(reg) = reg else {
+        return Ok(Exit::from(NOT_RECORDED));
     };
     if !cfg.hook.enabled || reg.fifo.is_empty() || !usable_fifo(&reg.fifo) {
         // Recorded, but no command log for this shell (e.g. `su -` to another user inside the recording).
@@ -94,13 +95,23 @@ fn await_fifo(
     reg
 }
 
-/// The FIFO exists, is a FIFO, and is ours (root may write to any).
+/// The FIFO exists, is a FIFO, and it and its directory are ours. Not another user's, not even for root (`su -`,
+/// `sudo -i` inside a user's recording): the hook opens files by path in that directory (the FIFO, and a private
+/// `hist.<pid>` file it truncates), and the directory's owner could put a symlink there (docs/security.md, N15).
 fn usable_fifo(path: &str) -> bool {
-    let Ok(md) = std::fs::symlink_metadata(path) else {
-        return false;
-    };
     let uid = nix::unistd::geteuid().as_raw();
-    md.file_type().is_fifo() && (md.uid() == uid || uid == 0)
+    let ours = |p: &Path, fifo: bool| {
+        std::fs::symlink_metadata(p).is_ok_and(|md| {
+            md.uid() == uid
+                && if fifo {
+                    md.file_type().is_fifo()
+                } else {
+                    md.is_dir()
+                }
+        })
+    };
+    let p = Path::new(path);
+    ours(p, true) && p.parent().is_some_and(|d| ours(d, false))
 }
 
 /// The shell code with the FIFO path filled in (single-quoted).
@@ -124,6 +135,38 @@ mod tests {
         assert!(!s.contains("@FIFO@"));
         let z = snippet(HookShell::Zsh, "/tmp/x/cmd");
         assert!(z.contains("local f='/tmp/x/cmd'"));
+    }
+
+    /// Only a FIFO that is the caller's own, in a directory of its own, gets the hook: not another user's, not even
+    /// for root (whose hook would open files by path in that user's directory).
+    #[test]
+    fn only_a_fifo_of_ones_own_in_a_directory_of_ones_own_is_used() {
+        let me = nix::unistd::geteuid();
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("s");
+        std::fs::create_dir(&dir).unwrap();
+        let fifo = dir.join("cmd");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let path = fifo.to_str().unwrap();
+        assert!(usable_fifo(path));
+        std::fs::write(dir.join("file"), "x").unwrap();
+        assert!(
+            !usable_fifo(dir.join("file").to_str().unwrap()),
+            "not a FIFO"
+        );
+        std::os::unix::fs::symlink(&fifo, dir.join("link")).unwrap();
+        assert!(
+            !usable_fifo(dir.join("link").to_str().unwrap()),
+            "a symlink"
+        );
+        if me.is_root() {
+            let other = Some(nix::unistd::Uid::from_raw(4242));
+            nix::unistd::chown(&dir, other, None).unwrap();
+            assert!(!usable_fifo(path), "root, in another user's directory");
+            nix::unistd::chown(&dir, Some(me), None).unwrap();
+            nix::unistd::chown(&fifo, other, None).unwrap();
+            assert!(!usable_fifo(path), "root, another user's FIFO");
+        }
     }
 
     #[test]

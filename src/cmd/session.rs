@@ -11,7 +11,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -412,6 +412,9 @@ fn record(
             });
             let mut plan = prepared.writer_plan(&cfg, &shell, relay_pid);
             become_writer_process();
+            let mut keep = vec![data_r.as_raw_fd()];
+            keep.extend(ready.as_ref().map(|w| w.as_raw_fd()));
+            sys::close_inherited_fds(&keep);
             let _ = old_mask.thread_set_mask();
             plan.registration = registration.map(|r| (r, keys));
             // A spool that plainly cannot take the recording gets no FIFO: the registration loses it now, before the

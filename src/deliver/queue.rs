@@ -247,7 +247,7 @@ pub fn deliver(
     if compress_recording(cfg.mail.compress_level, &dir, meta) {
         meta.compress_ms = Some(started.elapsed().as_millis() as u64);
     }
-    meta.attempts += 1;
+    meta.attempts = meta.attempts.saturating_add(1);
     let started = std::time::Instant::now();
     let result = mail::build(cfg, &dir, meta)
         .map_err(|e| mail::SendError {
@@ -377,7 +377,7 @@ pub fn complete_orphan(dir: &Path, meta: &mut Meta) -> Result<()> {
     let end_t = OffsetDateTime::from_unix_timestamp(last_write)
         .unwrap_or_else(|_| OffsetDateTime::now_utc());
     let end_str = typescript::script_time(end_t, offset);
-    let duration = (last_write - meta.start_unix).max(0) as f64;
+    let duration = last_write.saturating_sub(meta.start_unix).max(0) as f64;
     let mut tm_out = if changed { timing.render() } else { tm_bytes };
     if !timing.classic {
         let t = format!("H 0.000000 END incomplete\nH 0.000000 DURATION {duration:.6}\n");
@@ -549,9 +549,21 @@ fn lock(dir: &Path) -> Result<Option<layout::RecordingLock>> {
     layout::try_lock(dir)
 }
 
+/// The recording's meta.json, for the recording its directory names: the directory decides which recording this
+/// is (a meta.json naming another id is reported, and corrected, so that nothing is mailed or written under the
+/// other recording's name).
 fn read_meta(dir: &Path, id: &str, report: &mut Report) -> Meta {
     match Meta::read(&dir.join(layout::META)) {
-        Ok(m) => m,
+        Ok(mut m) => {
+            if m.id != id {
+                report.errors.push(format!(
+                    "{id}: its meta.json names recording {:?}; treated as {id}",
+                    m.id
+                ));
+                m.id = id.to_string();
+            }
+            m
+        }
         Err(e) => {
             report
                 .errors
@@ -697,7 +709,11 @@ pub fn flush(cfg: &Config, spool: &Spool, all: bool, log: &mut Logger) -> Result
         }
         if meta.sent_unix.is_some() {
             // Sent, but the move to sent/ did not happen (crash): finish the move, do not send twice.
-            let _ = spool.move_to(&id, State::Queue, State::Sent);
+            if let Err(e) = spool.move_to(&id, State::Queue, State::Sent) {
+                report.errors.push(format!(
+                    "{id}: sent, but it cannot be moved to sent/ ({e:#}); it stays in queue/ and is not sent again"
+                ));
+            }
             continue;
         }
         if !all && meta.next_try_unix.is_some_and(|t| t > now) {
@@ -992,6 +1008,27 @@ mod tests {
         let mut cfg = Config::default();
         cfg.mail.transport = t.into();
         cfg
+    }
+
+    /// The directory decides which recording a meta.json is read for: one naming another id is reported and
+    /// corrected, so that flush never mails or writes under the other recording's name.
+    #[test]
+    fn a_meta_naming_another_recording_is_read_as_its_directorys() {
+        let (_d, spool, meta) = finished(b"Script started\n", b"");
+        let dir = spool.recording_dir(State::Active, &meta.id);
+        let mut report = Report::default();
+        let read = read_meta(&dir, "20261122T090000Z-b-000000000009", &mut report);
+        assert_eq!(read.id, "20261122T090000Z-b-000000000009");
+        assert!(
+            report
+                .errors
+                .iter()
+                .any(|e| e.contains("names recording") && e.contains(&meta.id)),
+            "{report:?}"
+        );
+        let mut clean = Report::default();
+        assert_eq!(read_meta(&dir, &meta.id, &mut clean).id, meta.id);
+        assert!(clean.errors.is_empty(), "{clean:?}");
     }
 
     #[test]

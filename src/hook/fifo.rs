@@ -95,70 +95,77 @@ impl RecordParser {
         self.discarded
     }
 
+    /// Take every complete record from the buffer. What is consumed is only counted (`start`) and cut off the
+    /// buffer once at the end, so that garbage (each invalid byte skipped one at a time) costs linear time, not a
+    /// move of the whole buffer per byte.
     fn drain(&mut self, out: &mut Vec<CommandRecord>) {
+        let mut start = 0;
         loop {
+            let buf = &self.buf[start..];
             if self.skipping {
-                match self.buf.iter().position(|&b| b == 0) {
+                match buf.iter().position(|&b| b == 0) {
                     Some(i) => {
-                        self.buf.drain(..i);
+                        start += i;
                         self.skipping = false;
                     }
                     None => {
-                        self.buf.clear();
-                        return;
+                        start = self.buf.len();
+                        break;
                     }
                 }
             }
-            match find(&self.buf, MAGIC) {
+            let buf = &self.buf[start..];
+            match find(buf, MAGIC) {
                 Some(0) => {}
                 Some(i) => {
                     self.scanned = 0;
-                    self.discard(i);
+                    self.discarded += i as u64;
+                    start += i;
                 }
                 None => {
                     // Keep a tail that may be the beginning of MAGIC.
-                    let keep = (MAGIC.len() - 1).min(self.buf.len());
-                    let cut = self.buf.len() - keep;
-                    let keep_from = (cut..self.buf.len())
-                        .find(|&k| MAGIC.starts_with(&self.buf[k..]))
-                        .unwrap_or(self.buf.len());
-                    self.discard(keep_from);
-                    return;
+                    let keep = (MAGIC.len() - 1).min(buf.len());
+                    let cut = buf.len() - keep;
+                    let keep_from = (cut..buf.len())
+                        .find(|&k| MAGIC.starts_with(&buf[k..]))
+                        .unwrap_or(buf.len());
+                    self.discarded += keep_from as u64;
+                    start += keep_from;
+                    break;
                 }
             }
-            match parse(&self.buf, self.scanned) {
+            let buf = &self.buf[start..];
+            match parse(buf, self.scanned) {
                 Parsed::Complete(rec, used) => {
-                    self.buf.drain(..used);
+                    start += used;
                     self.scanned = 0;
                     out.push(self.sequence(rec));
                 }
                 Parsed::Invalid => {
                     self.scanned = 0;
-                    self.discard(1);
+                    self.discarded += 1;
+                    start += 1;
                 }
-                Parsed::Incomplete if self.buf.len() >= MAX_RAW => {
+                Parsed::Incomplete if buf.len() >= MAX_RAW => {
                     // Over-long: keep what fits, skip the rest of the text.
                     self.scanned = 0;
-                    if let Some(rec) = parse_overlong(&self.buf) {
+                    if let Some(rec) = parse_overlong(buf) {
                         out.push(self.sequence(rec));
-                        self.buf.clear();
+                        start = self.buf.len();
                         self.skipping = true;
                     } else {
-                        self.discard(1);
+                        self.discarded += 1;
+                        start += 1;
                     }
                 }
                 Parsed::Incomplete => {
                     // Next time, look for the end of the text only in the bytes that come after these.
-                    self.scanned = self.buf.len();
-                    return;
+                    self.scanned = buf.len();
+                    break;
                 }
             }
         }
-    }
-
-    fn discard(&mut self, n: usize) {
-        self.discarded += n as u64;
-        self.buf.drain(..n);
+        self.buf.drain(..start);
     }
 
     /// Note the record's place in its shell's sequence.

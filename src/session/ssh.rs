@@ -330,9 +330,26 @@ pub fn classify(cmd: &str) -> Kind {
             if remote { Kind::Scp } else { Kind::Other }
         }
         "sftp-server" => Kind::Sftp,
-        "rsync" if options.clone().any(|a| a == "--server") => Kind::Rsync,
+        "rsync"
+            if options.clone().any(|a| a == "--server")
+                && !options.clone().any(|a| rsync_daemon_option(a)) =>
+        {
+            Kind::Rsync
+        }
         _ => Kind::Other,
     }
+}
+
+/// An rsync option that makes `rsync --server` a daemon over the remote shell (`--daemon`, which reads the user's
+/// own rsyncd.conf: its `early exec`/`pre-xfer exec` run any program), or only means something to one: `--config`,
+/// `--dparam`/`-M`. Abbreviations of the long names count too.
+fn rsync_daemon_option(a: &str) -> bool {
+    let name = a.split('=').next().unwrap_or(a);
+    (name.len() >= 4
+        && ["--daemon", "--config", "--dparam"]
+            .iter()
+            .any(|o| o.starts_with(name)))
+        || (a.starts_with("-M") && !a.starts_with("--"))
 }
 
 /// A bare command name (found through [`SAFE_PATH`]), or an absolute path to a root-owned file in a directory only
@@ -444,6 +461,13 @@ mod tests {
             "scp -t /tmp\nid",
             "scp -t a\\ b",
             "rsync --version",
+            // A daemon over the remote shell runs what the user's rsyncd.conf says (early exec).
+            "rsync --server --daemon .",
+            "rsync --server --daemon --config=/home/u/rsyncd.conf .",
+            "rsync --server --daem .",
+            "rsync --server --config=x --sender -vlogDtpre.iLsfxCIvu . /tmp/src",
+            "rsync --server --dparam=pidfile=/tmp/p .",
+            "rsync --server -M pidfile=/tmp/p .",
             "scp /a /b",
             "bin/scp -t /tmp",
             "./scp -t /tmp",

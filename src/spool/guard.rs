@@ -1,4 +1,5 @@
-//! The nesting guard: a registry, writable only by group auditty, of the PTYs that live recordings run on.
+//! The nesting guard: a registry (`root:auditty` 0770: only the group reaches it) of the PTYs that live recordings
+//! run on.
 //! "Is this terminal inside a recording?" is answered from it, never from the environment.
 
 use std::io::Write;
@@ -54,10 +55,23 @@ pub fn login_uid() -> Option<u32> {
 
 /// Start time (field 22 of /proc/<pid>/stat) of a live process.
 pub fn process_start(pid: u32) -> Option<u64> {
-    let s = crate::sys::read_proc(&format!("/proc/{pid}/stat"))?;
+    start_and_state(&crate::sys::read_proc(&format!("/proc/{pid}/stat"))?).map(|(start, _)| start)
+}
+
+/// Start time (field 22) and state (field 3) from the text of /proc/<pid>/stat.
+fn start_and_state(stat: &str) -> Option<(u64, char)> {
     // The command name (field 2) may hold spaces and parentheses: fields resume after the last ')'.
-    let rest = &s[s.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    Some((fields.nth(18)?.parse().ok()?, state))
+}
+
+/// The real uid of a process (/proc/<pid>/status, readable for every process).
+fn real_uid(pid: u32) -> Option<u32> {
+    let status = crate::sys::read_proc(&format!("/proc/{pid}/status"))?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    line.split_whitespace().next()?.parse().ok()
 }
 
 impl Registration {
@@ -86,18 +100,30 @@ impl Registration {
 
     /// The recording's relay is still the same live process, so the PTY is still this recording's. (The writer
     /// outlives the relay while it compresses and mails; by then the PTY number may belong to a new login.)
+    /// The relay that published it still runs: the same process (pid and start time), not a zombie (which has
+    /// let go of the PTY), and the user the registration names (a registration naming someone else's process,
+    /// e.g. pid 1, is not live).
     pub fn is_live(&self) -> bool {
-        process_start(self.relay_pid) == Some(self.relay_start)
+        let Some(stat) = crate::sys::read_proc(&format!("/proc/{}/stat", self.relay_pid)) else {
+            return false;
+        };
+        let Some((start, state)) = start_and_state(&stat) else {
+            return false;
+        };
+        if start != self.relay_start || matches!(state, 'Z' | 'X' | 'x') {
+            return false;
+        }
+        real_uid(self.relay_pid) == Some(self.uid)
     }
 
-    /// Publish under each key (tty, and audit session when known), atomically, world-readable. A registration of
+    /// Publish under each key (tty, and audit session when known), atomically, readable by group auditty. A registration of
     /// another recording whose relay is gone is set aside first (`stale.<id>`), not overwritten: when its writer
     /// died too it is the only trace of that login, which `auditty flush` reports (`queue::queue_never_started`).
     pub fn publish(&self, run_dir: &Path, keys: &[String]) -> Result<()> {
         for key in keys {
             let mut tmp = tempfile::Builder::new()
                 .prefix(TEMPORARY)
-                .permissions(std::fs::Permissions::from_mode(0o644))
+                .permissions(std::fs::Permissions::from_mode(0o640))
                 .tempfile_in(run_dir)
                 .with_context(|| {
                     format!("cannot write to the guard registry {}", run_dir.display())
@@ -141,8 +167,25 @@ impl Registration {
     }
 }
 
+/// A registration file, if it is what a recorder wrote: a regular file (not followed through a symlink) owned by
+/// the user it names (the relay and the writer run with that uid) or by root. The registry directory is
+/// `root:auditty` 0770, so nobody else can reach it; this is the second line (docs/security.md, N14).
 fn read(p: &PathBuf) -> Option<Registration> {
-    Registration::parse(&std::fs::read_to_string(p).ok()?)
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(p)
+        .ok()?;
+    let md = f.metadata().ok()?;
+    if !md.is_file() || md.len() > 64 << 10 {
+        return None;
+    }
+    let mut text = String::new();
+    f.read_to_string(&mut text).ok()?;
+    let reg = Registration::parse(&text)?;
+    (md.uid() == reg.uid || md.uid() == 0).then_some(reg)
 }
 
 /// Name prefix of a registration set aside by `publish`.
@@ -260,7 +303,7 @@ mod tests {
             id: "rec1".into(),
             relay_pid: me,
             relay_start: process_start(me).unwrap(),
-            uid: 1000,
+            uid: nix::unistd::getuid().as_raw(),
             pty: "/dev/pts/9".into(),
             fifo: "/tmp/x/cmd".into(),
         };
@@ -287,6 +330,60 @@ mod tests {
         assert_eq!(lookup(d.path(), Some("/dev/pts/9"), Some(7)), None);
     }
 
+    /// A registration counts only for the relay process it names, running as the user it names and not a zombie;
+    /// only a regular file owned by that user (or root) is read, never through a symlink.
+    #[test]
+    fn only_a_live_relay_of_the_named_user_in_a_file_of_theirs_counts() {
+        let me = nix::unistd::getuid().as_raw();
+        let of = |pid: u32, uid: u32| Registration {
+            id: "20261203T100000Z-x-000000000001".into(),
+            relay_pid: pid,
+            relay_start: process_start(pid).unwrap(),
+            uid,
+            pty: "/dev/pts/9".into(),
+            fifo: String::new(),
+        };
+        let own = of(std::process::id(), me);
+        assert!(own.is_live());
+        assert!(
+            !of(std::process::id(), me + 4242).is_live(),
+            "another user's uid"
+        );
+        // A zombie still has its pid and start time, but has let go of the PTY.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let zombie = of(pid, me);
+        nix::sys::wait::waitid(
+            nix::sys::wait::Id::Pid(nix::unistd::Pid::from_raw(pid as i32)),
+            nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT,
+        )
+        .unwrap();
+        assert!(!zombie.is_live(), "a zombie relay");
+        child.wait().unwrap();
+
+        let d = tempfile::tempdir().unwrap();
+        let keys = vec![tty_key("/dev/pts/9")];
+        own.publish(d.path(), &keys).unwrap();
+        assert_eq!(
+            lookup(d.path(), Some("/dev/pts/9"), None),
+            Some(own.clone())
+        );
+        let file = d.path().join(&keys[0]);
+        if me == 0 {
+            // Owned by a user other than the one it names (and not root): not a recorder's.
+            nix::unistd::chown(&file, Some(nix::unistd::Uid::from_raw(4242)), None).unwrap();
+            assert_eq!(lookup(d.path(), Some("/dev/pts/9"), None), None);
+            nix::unistd::chown(&file, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+        }
+        std::fs::rename(&file, d.path().join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("elsewhere"), &file).unwrap();
+        assert_eq!(
+            lookup(d.path(), Some("/dev/pts/9"), None),
+            None,
+            "a symlink"
+        );
+    }
+
     fn names(d: &Path) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(d)
             .unwrap()
@@ -305,7 +402,7 @@ mod tests {
             id: id.into(),
             relay_pid: me,
             relay_start: start,
-            uid: 1000,
+            uid: nix::unistd::getuid().as_raw(),
             pty: "/dev/pts/9".into(),
             fifo: String::new(),
         };

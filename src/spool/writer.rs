@@ -489,23 +489,39 @@ fn poll_pipe_and_fifo(
     Ok((ready(0), ready(1)))
 }
 
+/// Open the command FIFO for reading without blocking, plus a write end we keep so it never reports EOF. Only a FIFO
+/// is taken, and never through a symlink: the directory is the user's, who could otherwise put `/dev/zero` or a
+/// huge file in its place and keep this process reading instead of recording (docs/security.md, N13). Both ends
+/// must be the same inode (nothing swapped between the two opens).
 fn open_fifo(p: &std::path::Path) -> Option<(File, File)> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let r = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(p)
-        .ok()?;
-    let w = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(p)
-        .ok()?;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+    let open = |write: bool| {
+        std::fs::OpenOptions::new()
+            .read(!write)
+            .write(write)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(p)
+            .ok()
+    };
+    let r = open(false)?;
+    let rm = r.metadata().ok()?;
+    if !rm.file_type().is_fifo() {
+        return None;
+    }
+    let w = open(true)?;
+    let wm = w.metadata().ok()?;
+    if (wm.dev(), wm.ino()) != (rm.dev(), rm.ino()) {
+        return None;
+    }
     // Room for many records while this process is busy, so a shell's write never waits on us (the hook also
     // caps a record's text at 64 KiB, and this 1 MiB is the unprivileged maximum).
     let _ = nix::fcntl::fcntl(&r, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
     Some((r, w))
 }
+
+/// The most read from the command FIFO in one turn: a FIFO kept full (`yes > $AUDITTY_FIFO`) must not keep the
+/// writer from the relay's pipe, nor from finishing once the session has ended.
+const COMMANDS_PER_TURN: usize = 1 << 20;
 
 impl Writer {
     fn write_headers(&mut self) {
@@ -658,10 +674,12 @@ impl Writer {
 
     fn read_commands(&mut self, fifo: &File, parser: &mut RecordParser) {
         let mut buf = [0u8; 16 << 10];
-        loop {
+        let mut taken = 0;
+        while taken < COMMANDS_PER_TURN {
             match (&*fifo).read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
+                    taken += n;
                     for rec in parser.feed(&buf[..n]) {
                         self.command(&rec);
                     }

@@ -112,7 +112,7 @@ impl Install {
         for st in ["active", "queue", "sent", "failed"] {
             mkdir(&format!("spool/{st}"), 0o770, tg);
         }
-        let run = mkdir("run", 0o775, tg);
+        let run = mkdir("run", 0o770, tg);
         let userdir = mkdir("userdir", 0o777, 0);
         let etc_upper = mkdir("etc-upper", 0o755, 0);
         let etc_work = mkdir("etc-work", 0o755, 0);
