@@ -621,7 +621,11 @@ pub fn flush(cfg: &Config, spool: &Spool, all: bool, log: &mut Logger) -> Result
     for id in spool.list(State::Active)? {
         let dir = spool.recording_dir(State::Active, &id);
         if !dir.join(layout::META).exists() {
-            continue; // being created: the session writes meta.json only once it holds the lock
+            // Being created (the writer takes the lock, then writes meta.json), or a writer that never wrote it
+            // (a full disk at the login, killed in between): after a minute with the lock free, rebuilt below.
+            if !older_than(&dir, ABANDONED_AFTER) || !layout::lock_is_free(&dir) {
+                continue;
+            }
         }
         let guard = match lock(&dir) {
             Ok(Some(g)) => g,
@@ -640,10 +644,19 @@ pub fn flush(cfg: &Config, spool: &Spool, all: bool, log: &mut Logger) -> Result
             }
             Err(_) => continue, // moved meanwhile
         };
-        if !dir.join(layout::META).exists() {
-            continue;
-        }
-        let mut meta = read_meta(&dir, &id, &mut report);
+        let mut meta = if dir.join(layout::META).exists() {
+            read_meta(&dir, &id, &mut report)
+        } else if dir.is_dir() {
+            let meta = rebuilt_meta(&dir, &id);
+            let msg = "its meta.json was never written (a full disk when the login began, or the writer killed \
+                       while creating the recording): rebuilt from the recording's id and directory, completed and \
+                       queued";
+            crate::syslog::error(log, &id, msg);
+            report.errors.push(format!("{id}: {msg}"));
+            meta
+        } else {
+            continue; // moved meanwhile
+        };
         if meta.end.is_none()
             && let Err(e) = complete_orphan(&dir, &mut meta)
         {
@@ -729,6 +742,57 @@ pub fn flush(cfg: &Config, spool: &Spool, all: bool, log: &mut Logger) -> Result
     // 4. Cleanup.
     cleanup(cfg, spool, now, &mut report, log);
     Ok(report)
+}
+
+/// Whether `p` was last modified at least `age` ago.
+fn older_than(p: &Path, age: std::time::Duration) -> bool {
+    std::fs::metadata(p)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|e| e >= age))
+}
+
+/// The meta.json of a recording whose writer never wrote one: the user is the directory's owner (the writer runs
+/// with the recorded user's uid), the start the time in its id (`YYYYmmddTHHMMSSZ-…`, or the directory's time),
+/// the timing format what its timing file holds; the rest unknown, and said so in `write_errors`.
+fn rebuilt_meta(dir: &Path, id: &str) -> Meta {
+    let offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
+    let md = std::fs::metadata(dir).ok();
+    let uid = md.as_ref().map(|m| m.uid()).unwrap_or(0);
+    let user = crate::session::account::lookup(uid)
+        .map(|u| u.name)
+        .unwrap_or_else(|| id.split('-').nth(1).unwrap_or("unknown").to_string());
+    let start = time::PrimitiveDateTime::parse(
+        id.get(..16).unwrap_or(""),
+        time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"),
+    )
+    .map(|t| t.assume_utc())
+    .ok()
+    .or_else(|| md.and_then(|m| m.modified().ok()).map(OffsetDateTime::from))
+    .unwrap_or_else(OffsetDateTime::now_utc)
+    .to_offset(offset);
+    let advanced = std::fs::read(dir.join(layout::TIMING))
+        .ok()
+        .and_then(|t| t.first().copied())
+        .is_some_and(|b| b.is_ascii_alphabetic());
+    let timing = if advanced {
+        crate::config::TimingFormat::Advanced
+    } else {
+        crate::config::TimingFormat::Classic
+    };
+    let base = Meta::new_recording(id, &user, uid, "", None, start, timing);
+    Meta {
+        // new_recording fills these in from this process, which is not the login's.
+        login_uid: None,
+        login_user: None,
+        ssh_client: None,
+        relay_pid: 0,
+        write_errors: vec![
+            "meta.json was never written: the user, start and terminal are rebuilt by auditty flush from the \
+             recording's id and directory (the window size, shell and exit status are unknown)"
+                .into(),
+        ],
+        ..base
+    }
 }
 
 /// The per-session command FIFO directories (`<fifo_dir>/auditty-<id>-*`) a vanished writer could not remove.
@@ -1008,6 +1072,67 @@ mod tests {
         let mut cfg = Config::default();
         cfg.mail.transport = t.into();
         cfg
+    }
+
+    /// A recording directory whose writer never wrote meta.json (a full disk at the login) is left alone while it
+    /// may still be being created, then rebuilt, completed and queued (and so mailed), not skipped for ever.
+    #[test]
+    fn a_recording_without_meta_json_is_rebuilt_and_queued_once_abandoned() {
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = with_transport("none");
+        cfg.spool.dir = d.path().join("spool");
+        cfg.spool.run_dir = d.path().join("run");
+        cfg.hook.fifo_dir = d.path().join("fifo");
+        cfg.syslog.target = "none".into();
+        std::fs::create_dir(&cfg.spool.dir).unwrap();
+        std::fs::create_dir(&cfg.spool.run_dir).unwrap();
+        let spool = Spool::new(&cfg.spool.dir);
+        spool.ensure().unwrap();
+        let id = "20261203T101500Z-alice-00000000000a";
+        let dir = spool.create_active(id).unwrap();
+        std::fs::write(dir.join(layout::TYPESCRIPT), b"partial output").unwrap();
+        let mut log = Logger::new(&cfg.syslog);
+        let r = flush(&cfg, &spool, false, &mut log).unwrap();
+        assert!(
+            r.recovered.is_empty() && spool.find(id).unwrap().0 == State::Active,
+            "{r:?}"
+        );
+        let old = nix::sys::time::TimeSpec::from_duration(
+            (std::time::SystemTime::now() - ABANDONED_AFTER - std::time::Duration::from_secs(5))
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap(),
+        );
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            &dir,
+            &old,
+            &old,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .unwrap();
+        let r = flush(&cfg, &spool, false, &mut log).unwrap();
+        assert_eq!(r.recovered, vec![id.to_string()], "{r:?}");
+        assert!(
+            r.errors
+                .iter()
+                .any(|e| e.contains("meta.json was never written")),
+            "{r:?}"
+        );
+        let (state, q) = spool.find(id).unwrap();
+        assert_eq!(state, State::Queue);
+        let meta = Meta::read(&q.join(layout::META)).unwrap();
+        assert_eq!(meta.id, id);
+        assert_eq!(meta.start_unix, 1_796_292_900, "the start from the id");
+        assert_eq!(meta.end_reason, Some(EndReason::Incomplete));
+        assert!(
+            meta.write_errors.iter().any(|e| e.contains("rebuilt")),
+            "{meta:?}"
+        );
+        let ts = std::fs::read_to_string(q.join(layout::TYPESCRIPT)).unwrap();
+        assert!(
+            ts.starts_with("partial output") && ts.contains("Script done on "),
+            "{ts}"
+        );
     }
 
     /// The directory decides which recording a meta.json is read for: one naming another id is reported and
