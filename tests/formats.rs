@@ -116,6 +116,30 @@ fn classic_recording_replays_byte_for_byte() {
         String::from_utf8_lossy(&o.stderr).contains("no recording 20991231T"),
         "{o:?}"
     );
+    // A complete recording plays without a word on stderr.
+    let o = play(None, &["--max-delay", "0", s(&dir)]);
+    assert!(o.status.success() && o.stderr.is_empty(), "{o:?}");
+}
+
+/// Data the timing does not cover (a timing file cut short, e.g. by a full disk) is not played, and play says so.
+#[test]
+fn play_warns_about_data_the_timing_does_not_cover() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("typescript"),
+        "Script started on 2026-12-03 10:00:00+00:00 [TERM=\"dumb\" TTY=\"/dev/pts/1\" COLUMNS=\"80\" LINES=\"24\"]\n\
+         abcdef\nScript done on 2026-12-03 10:00:01+00:00 [COMMAND_EXIT_CODE=\"0\"]\n",
+    )
+    .unwrap();
+    std::fs::write(d.path().join("timing"), "0.000001 1\n").unwrap();
+    let o = play(None, &["--max-delay", "0", s(d.path())]);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(o.stdout, b"a");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("times 1 of the 6 bytes") && err.contains("the last 5"),
+        "{err}"
+    );
 }
 
 /// The H entries script writes, in its order, for a `-c` session on a terminal with input logged.

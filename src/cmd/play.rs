@@ -55,6 +55,16 @@ pub fn run(
     if scan.format == Some(play::Format::Classic) && stream == Stream::In {
         bail!("{timing_name} is a classic timing file: it holds output only");
     }
+    if scan.bytes < available {
+        // Data the timing does not cover (e.g. written while the spool's disk was full) cannot be timed: say so
+        // rather than end quietly early.
+        eprintln!(
+            "auditty: warning: {timing_name} times {} of the {available} bytes recorded in {data_name}; the last {} \
+             are not played (the recording's mail or meta.json may say why)",
+            scan.bytes,
+            available - scan.bytes
+        );
+    }
 
     // Pass 2: play.
     let mut timing = TimingReader::new(play::open_maybe_gz(&found.timing)?);
