@@ -518,4 +518,16 @@ mod tests {
         spool(&mut r, d.path(), None);
         assert_eq!(r.errors, 0);
     }
+
+    /// The guard registry must be closed to others (docs/security.md N14): 0775, as installed before, is an error.
+    #[test]
+    fn a_registry_others_may_enter_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        for (mode, errors) in [(0o775, 1), (0o771, 1), (0o770, 0)] {
+            std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+            let mut r = Report::default();
+            run_dir(&mut r, d.path(), None);
+            assert_eq!(r.errors, errors, "mode {mode:o}");
+        }
+    }
 }
