@@ -100,18 +100,14 @@ fn await_fifo(
 /// `hist.<pid>` file it truncates), and the directory's owner could put a symlink there (docs/security.md, N15).
 fn usable_fifo(path: &str) -> bool {
     let uid = nix::unistd::geteuid().as_raw();
-    let ours = |p: &Path, fifo: bool| {
-        std::fs::symlink_metadata(p).is_ok_and(|md| {
-            md.uid() == uid
-                && if fifo {
-                    md.file_type().is_fifo()
-                } else {
-                    md.is_dir()
-                }
-        })
+    let ours = |p: &Path| {
+        std::fs::symlink_metadata(p)
+            .ok()
+            .filter(|md| md.uid() == uid)
     };
     let p = Path::new(path);
-    ours(p, true) && p.parent().is_some_and(|d| ours(d, false))
+    ours(p).is_some_and(|md| md.file_type().is_fifo())
+        && p.parent().and_then(ours).is_some_and(|md| md.is_dir())
 }
 
 /// The shell code with the FIFO path filled in (single-quoted).

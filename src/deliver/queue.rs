@@ -450,20 +450,14 @@ pub fn queue_never_started(
     let Some(_lock) = layout::lock_new(&dir)? else {
         anyhow::bail!("{} is locked by another process", dir.display());
     };
-    let base = Meta::new_recording(
+    let base = meta_of_another_login(
         &reg.id,
         &user,
         reg.uid,
-        "",
-        None,
         start,
         crate::config::TimingFormat::Classic,
     );
     let mut meta = Meta {
-        // new_recording fills these in from this process, which is not the login's.
-        login_uid: None,
-        login_user: None,
-        ssh_client: None,
         pty: Some(reg.pty.clone()),
         relay_pid: reg.relay_pid,
         writer_pid: 0,
@@ -779,19 +773,31 @@ fn rebuilt_meta(dir: &Path, id: &str) -> Meta {
     } else {
         crate::config::TimingFormat::Classic
     };
-    let base = Meta::new_recording(id, &user, uid, "", None, start, timing);
     Meta {
-        // new_recording fills these in from this process, which is not the login's.
-        login_uid: None,
-        login_user: None,
-        ssh_client: None,
         relay_pid: 0,
         write_errors: vec![
             "meta.json was never written: the user, start and terminal are rebuilt by auditty flush from the \
              recording's id and directory (the window size, shell and exit status are unknown)"
                 .into(),
         ],
-        ..base
+        ..meta_of_another_login(id, &user, uid, start, timing)
+    }
+}
+
+/// A new recording's meta made by flush for a login it did not run: without what `Meta::new_recording` takes from
+/// the calling process (its login uid and user, its SSH client).
+fn meta_of_another_login(
+    id: &str,
+    user: &str,
+    uid: u32,
+    start: OffsetDateTime,
+    timing: crate::config::TimingFormat,
+) -> Meta {
+    Meta {
+        login_uid: None,
+        login_user: None,
+        ssh_client: None,
+        ..Meta::new_recording(id, user, uid, "", None, start, timing)
     }
 }
 
@@ -986,14 +992,7 @@ mod tests {
     #[test]
     fn flush_queues_a_notice_for_a_login_whose_recording_was_never_created() {
         let d = tempfile::tempdir().unwrap();
-        let mut cfg = Config::default();
-        cfg.spool.dir = d.path().join("spool");
-        cfg.spool.run_dir = d.path().join("run");
-        cfg.syslog.target = "none".into();
-        std::fs::create_dir(&cfg.spool.dir).unwrap();
-        std::fs::create_dir(&cfg.spool.run_dir).unwrap();
-        let spool = Spool::new(&cfg.spool.dir);
-        spool.ensure().unwrap();
+        let (cfg, spool) = spool_in(d.path(), Config::default());
         let me = std::process::id();
         // Relays that are gone (this pid with another start time is another process): one whose writer died before
         // creating the recording, one whose recording exists (its writer died later: flush's orphan recovery).
@@ -1068,6 +1067,19 @@ mod tests {
         assert!(r.never_started.is_empty(), "{r:?}");
     }
 
+    /// `cfg` with a fresh spool, registry and FIFO directory under `d`, syslog off.
+    fn spool_in(d: &Path, mut cfg: Config) -> (Config, Spool) {
+        cfg.spool.dir = d.join("spool");
+        cfg.spool.run_dir = d.join("run");
+        cfg.hook.fifo_dir = d.join("fifo");
+        cfg.syslog.target = "none".into();
+        std::fs::create_dir(&cfg.spool.dir).unwrap();
+        std::fs::create_dir(&cfg.spool.run_dir).unwrap();
+        let spool = Spool::new(&cfg.spool.dir);
+        spool.ensure().unwrap();
+        (cfg, spool)
+    }
+
     fn with_transport(t: &str) -> Config {
         let mut cfg = Config::default();
         cfg.mail.transport = t.into();
@@ -1079,15 +1091,7 @@ mod tests {
     #[test]
     fn a_recording_without_meta_json_is_rebuilt_and_queued_once_abandoned() {
         let d = tempfile::tempdir().unwrap();
-        let mut cfg = with_transport("none");
-        cfg.spool.dir = d.path().join("spool");
-        cfg.spool.run_dir = d.path().join("run");
-        cfg.hook.fifo_dir = d.path().join("fifo");
-        cfg.syslog.target = "none".into();
-        std::fs::create_dir(&cfg.spool.dir).unwrap();
-        std::fs::create_dir(&cfg.spool.run_dir).unwrap();
-        let spool = Spool::new(&cfg.spool.dir);
-        spool.ensure().unwrap();
+        let (cfg, spool) = spool_in(d.path(), with_transport("none"));
         let id = "20261203T101500Z-alice-00000000000a";
         let dir = spool.create_active(id).unwrap();
         std::fs::write(dir.join(layout::TYPESCRIPT), b"partial output").unwrap();
