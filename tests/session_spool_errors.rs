@@ -129,6 +129,25 @@ fn closed_policy_refuses_before_the_shell_runs() {
     assert!(left.is_empty(), "nothing registered: {left:?}");
 }
 
+/// A config file that does not load, given with --config by root, is still read for its failure policy: the file
+/// says closed, so the login is refused (it used to be read from /etc/auditty.conf, absent here: open).
+#[test]
+fn a_config_that_does_not_load_but_says_closed_refuses_the_login() {
+    let env = Env::new("[policy]\non_error = \"closed\"\nno_such_key = 1\n");
+    let marker = env.dir.path().join("the-shell-ran");
+    let cmd = format!("touch {}; echo shell-ran", marker.display());
+    let mut t = Term::session(&env, &["-c", &cmd]);
+    let out = t.expect("login refused (policy.on_error = closed)", 10);
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.contains("no_such_key"),
+        "the reason names the key: {text}"
+    );
+    assert_eq!(t.wait_code(Duration::from_secs(10)), 1);
+    assert!(!marker.exists(), "the shell must not have run");
+    assert!(env.recordings("queue").is_empty());
+}
+
 #[test]
 fn closed_policy_with_a_working_spool_records_as_usual() {
     let env = Env::new("[policy]\non_error = \"closed\"\n");

@@ -128,7 +128,7 @@ pub fn run(cli: &Cli, mut privilege: Privilege, command: Option<String>) -> Resu
             return unrecorded(
                 privilege,
                 &shell,
-                crate::session::gate::lenient_on_error(),
+                crate::session::gate::lenient_on_error(cli, &privilege),
                 None,
                 &format!("{e:#}"),
             );

@@ -77,8 +77,23 @@ pub fn sum_reader(mut r: impl Read) -> io::Result<FileSum> {
 
 /// SHA-256 and size of a file.
 pub fn sum_file(path: &Path) -> Result<FileSum> {
-    let f = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let f = open_no_follow(path)?;
     sum_reader(f).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Open a recording's file for reading, never through a symlink (ELOOP names the path).
+pub fn open_no_follow(path: &Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => {
+                anyhow::anyhow!("{} is a symlink, which is never followed", path.display())
+            }
+            _ => anyhow::Error::new(e).context(format!("cannot read {}", path.display())),
+        })
 }
 
 fn level(level: u32) -> Compression {

@@ -85,7 +85,7 @@ pub fn decide(cli: &Cli, privilege: &Privilege) -> Verdict {
         Ok(c) => c,
         Err(e) => {
             return Verdict::Impossible {
-                policy: lenient_on_error(),
+                policy: lenient_on_error(cli, privilege),
                 why: format!("{e:#}"),
             };
         }
@@ -105,14 +105,29 @@ pub fn decide(cli: &Cli, privilege: &Privilege) -> Verdict {
     Verdict::Record
 }
 
-/// The failure policy when the config does not load: `closed` only if the default file says so plainly.
-pub fn lenient_on_error() -> OnError {
-    let text = std::fs::read_to_string(config::DEFAULT_PATH).unwrap_or_default();
-    let closed = text.lines().any(|l| {
-        let l = l.split('#').next().unwrap_or("").replace([' ', '\t'], "");
-        l == "on_error=\"closed\"" || l == "on_error='closed'"
-    });
-    if closed {
+/// The failure policy when the config does not load: `closed` only if the file that failed says so plainly (the
+/// default file for a privileged run of an untrusted user, who may not name another), or, for a trusted caller, an
+/// `-o policy.on_error=closed`.
+pub fn lenient_on_error(cli: &Cli, privilege: &Privilege) -> OnError {
+    let trusted = !privilege.untrusted_elevated();
+    let path = match &cli.global.config {
+        Some(p) if trusted => p.as_path(),
+        _ => std::path::Path::new(config::DEFAULT_PATH),
+    };
+    // `on_error = "closed"` under [policy], `policy.on_error = "closed"`, or the -o form, quoted or not: a file
+    // too broken to load is read in the direction that refuses rather than the one that lets a login through.
+    let says_closed = |l: &str| {
+        let l = l
+            .split('#')
+            .next()
+            .unwrap_or("")
+            .replace([' ', '\t', '"', '\''], "");
+        l.strip_prefix("policy.").unwrap_or(&l) == "on_error=closed"
+    };
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let in_file = text.lines().any(says_closed);
+    let in_overrides = trusted && cli.global.overrides.iter().any(|o| says_closed(o));
+    if in_file || in_overrides {
         OnError::Closed
     } else {
         OnError::Open
@@ -271,6 +286,62 @@ mod tests {
         };
         assert_eq!(closed.exit_code(), 6);
         assert!(closed.describe().contains("login refused"));
+    }
+
+    #[test]
+    fn a_config_that_does_not_load_is_read_for_closed_only_as_far_as_the_caller_is_trusted() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("auditty.conf");
+        std::fs::write(
+            &file,
+            "[policy]\n  on_error = 'closed'  # broken below\nno_such_key =\n",
+        )
+        .unwrap();
+        let cli = |config: Option<&Path>, overrides: &[&str]| {
+            use clap::Parser;
+            let mut args = vec!["auditty".to_string()];
+            if let Some(c) = config {
+                args.push(format!("--config={}", c.display()));
+            }
+            for o in overrides {
+                args.push(format!("-o{o}"));
+            }
+            args.push("session".into());
+            Cli::parse_from(args)
+        };
+        let root = Privilege {
+            elevated: None,
+            trusted: true,
+            real_gid: getgid(),
+        };
+        let user = Privilege {
+            elevated: Some(nix::unistd::Gid::from_raw(getgid().as_raw() + 1)),
+            trusted: false,
+            real_gid: getgid(),
+        };
+        assert_eq!(
+            lenient_on_error(&cli(Some(&file), &[]), &root),
+            OnError::Closed
+        );
+        assert_eq!(
+            lenient_on_error(&cli(None, &["policy.on_error=closed"]), &root),
+            OnError::Closed
+        );
+        assert_eq!(
+            lenient_on_error(&cli(None, &["policy.on_error=open"]), &root),
+            OnError::Open
+        );
+        // An untrusted user may not choose the file or the policy: the default file decides (absent or open here).
+        if !Path::new(config::DEFAULT_PATH).exists() {
+            assert_eq!(
+                lenient_on_error(&cli(Some(&file), &[]), &user),
+                OnError::Open
+            );
+            assert_eq!(
+                lenient_on_error(&cli(None, &["policy.on_error=closed"]), &user),
+                OnError::Open
+            );
+        }
     }
 
     #[test]

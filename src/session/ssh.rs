@@ -142,7 +142,7 @@ fn noninteractive(
     let cfg = match privilege.load_config(cli) {
         Ok(c) => c,
         Err(e) => {
-            let policy = gate::lenient_on_error();
+            let policy = gate::lenient_on_error(cli, privilege);
             let mut log = Logger::new(&Config::default().syslog);
             crate::syslog::error(
                 &mut log,

@@ -49,6 +49,14 @@ pub const TIMING: &str = "timing";
 pub const INPUT: &str = "input";
 pub const COMMANDS: &str = "commands.log";
 pub const META: &str = "meta.json";
+/// The data files a recording's sums may name (each also as `NAME.gz` once compressed).
+pub const DATA_FILES: [&str; 4] = [TYPESCRIPT, TIMING, INPUT, COMMANDS];
+
+/// A name meta.json's sums may carry: one of `DATA_FILES`, plain or `.gz`. Anything else (`../x`, `/etc/shadow`,
+/// another file) is not part of a recording and is never opened on its behalf.
+pub fn is_data_file_name(name: &str) -> bool {
+    DATA_FILES.contains(&name.strip_suffix(".gz").unwrap_or(name))
+}
 /// The lock file of recordings made before the lock moved to the directory itself. A writer started by an older
 /// version may still hold it (e.g. across an upgrade), so whoever takes a recording's lock takes this one too when
 /// it exists. It is never created any more.
