@@ -406,12 +406,39 @@ pub fn facility_code(name: &str) -> Option<u8> {
 }
 
 fn describe_toml_error(origin: &str, text: &str, e: &toml::de::Error) -> String {
-    match e.span() {
-        Some(span) => {
-            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-            format!("{origin}:{line}: {}", e.message())
-        }
-        None => format!("{origin}: {}", e.message()),
+    let Some(span) = e.span() else {
+        return format!("{origin}: {}", e.message());
+    };
+    let start = span.start.min(text.len());
+    let line = text[..start].matches('\n').count() + 1;
+    // The message alone often does not say which key ("duplicate key", "invalid type: string, expected u64"):
+    // name the key of that line (with its table), or else what the parser points at when that is short.
+    let line_text = text.lines().nth(line - 1).unwrap_or("");
+    let key = line_text
+        .split_once('=')
+        .map(|(k, _)| k.trim())
+        .filter(|k| {
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        });
+    if let Some(key) = key {
+        let table = text
+            .lines()
+            .take(line - 1)
+            .filter_map(|l| l.trim().strip_prefix('[')?.strip_suffix(']'))
+            .last();
+        let name = table.map_or(key.to_string(), |t| format!("{}.{key}", t.trim()));
+        return format!("{origin}:{line}: {name}: {}", e.message());
+    }
+    let at = text
+        .get(start..span.end.min(text.len()))
+        .unwrap_or("")
+        .trim();
+    if !at.is_empty() && at.len() <= 60 && !at.contains('\n') && !e.message().contains(at) {
+        format!("{origin}:{line}: {} (at `{at}`)", e.message())
+    } else {
+        format!("{origin}:{line}: {}", e.message())
     }
 }
 
@@ -548,7 +575,17 @@ pub fn describe(cfg: &Config) -> BTreeMap<&'static str, String> {
         "policy.on_error",
         format!("{:?}", cfg.policy.on_error).to_lowercase(),
     );
+    m.insert(
+        "policy.exempt_users",
+        format!("{:?}", cfg.policy.exempt_users),
+    );
+    m.insert(
+        "policy.exempt_groups",
+        format!("{:?}", cfg.policy.exempt_groups),
+    );
+    m.insert("syslog.tag", cfg.syslog.tag.clone());
     m.insert("hook.enabled", cfg.hook.enabled.to_string());
+    m.insert("hook.fifo_dir", cfg.hook.fifo_dir.display().to_string());
     m
 }
 
@@ -584,6 +621,50 @@ mod tests {
             .0;
         assert!(e.contains("f.conf:3"), "{e}");
         assert!(e.contains("fancy"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_the_key_with_its_table() {
+        let err = |text: &str| Config::parse(text, "f.conf", &[]).unwrap_err().0;
+        let e = err("[mail]\nto = \"a@b.c\"\nto = \"d@e.f\"\n");
+        assert_eq!(e, "f.conf:3: mail.to: duplicate key", "{e}");
+        let e = err("[mail]\ntimeout = \"x\"\n");
+        assert!(e.starts_with("f.conf:2: mail.timeout: invalid type"), "{e}");
+        let e = err("[mail]\nto = \"a@b.c\"\n[mail]\n");
+        assert!(e.contains("f.conf:3:") && e.contains("`mail`"), "{e}");
+    }
+
+    /// The example file lists every key (commented out); uncommented it is a valid configuration, and the
+    /// effective configuration check-config prints shows each of its keys.
+    #[test]
+    fn the_example_file_has_every_key_and_check_config_shows_them_all() {
+        let example = include_str!("../etc/auditty.conf");
+        let mut table = "";
+        let mut keys = Vec::new();
+        let mut uncommented = String::new();
+        for line in example.lines() {
+            if let Some(t) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                table = t;
+                uncommented += line;
+            } else if let Some((k, _)) = line
+                .strip_prefix('#')
+                .and_then(|l| l.split_once(" = "))
+                .filter(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            {
+                keys.push(format!("{table}.{k}"));
+                uncommented += &line[1..];
+            }
+            uncommented += "\n";
+        }
+        // The one placeholder in it stands for a host name.
+        let uncommented = uncommented.replace("<this host's name>", "host.example");
+        let cfg = Config::parse(&uncommented, "etc/auditty.conf", &[]).unwrap();
+        let shown = describe(&cfg);
+        let mut listed: Vec<&str> = keys.iter().map(String::as_str).collect();
+        listed.sort();
+        let mut shown_keys: Vec<&str> = shown.keys().copied().collect();
+        shown_keys.sort();
+        assert_eq!(listed, shown_keys);
     }
 
     #[test]
