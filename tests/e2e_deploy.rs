@@ -1295,6 +1295,33 @@ fn sshd_mode(host: &Host) {
         "{played}"
     );
     check_mail(host, &recs[0], &["piped-42"], "exit");
+    // rsync's daemon mode over ssh is no transfer (it runs the `early exec` of the user's own rsyncd.conf): it is
+    // recorded like any command, and logged as one, where a real transfer is neither (Host::transfers).
+    let mark = host.syslog_mark();
+    let before = host.recordings();
+    let o = host.ssh("auditee", &[], &["rsync", "--server", "--daemon", "."]);
+    let recs = host.new_recordings(&before, 1, "ssh host rsync --server --daemon");
+    assert_eq!(
+        meta(&recs[0])["command"],
+        "rsync --server --daemon .",
+        "{}",
+        text(&o)
+    );
+    assert!(
+        host.syslog_line(
+            mark,
+            &[
+                "event=ssh-command",
+                "kind=command",
+                "action=record-pipes",
+                "cmd=\"rsync --server --daemon .\""
+            ],
+            10
+        )
+        .is_some(),
+        "rsync --daemon is logged as a command:\n{}",
+        host.syslog()
+    );
     // internal-sftp (sshd's built-in server, named as a command under ForceCommand) is served by sftp-server.
     let wrap = host.path("ssh-internal-sftp");
     std::fs::write(
