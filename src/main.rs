@@ -10,6 +10,7 @@ mod deliver;
 mod hook;
 mod play;
 mod privilege;
+mod procfs;
 mod record;
 mod session;
 mod spool;

@@ -15,6 +15,7 @@ use crate::deliver::body;
 use crate::deliver::compress;
 use crate::deliver::mail::{self, TransportSpec};
 use crate::deliver::timing::Timing;
+use crate::procfs::ProcStat;
 use crate::record::meta::{EndReason, FileSum, Meta};
 use crate::record::typescript;
 use crate::spool::guard::{self, Registration};
@@ -498,14 +499,7 @@ fn continue_stopped_writer(meta: &Meta) -> bool {
     if pid == 0 {
         return false;
     }
-    let Some(stat) = crate::sys::read_proc(&format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let state = stat
-        .rfind(')')
-        .and_then(|i| stat[i + 1..].split_whitespace().next())
-        .unwrap_or("");
-    if state != "T" {
+    if ProcStat::of(pid).map(|s| s.state) != Some('T') {
         return false;
     }
     let ours = std::fs::read_link(format!("/proc/{pid}/exe")).ok();

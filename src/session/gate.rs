@@ -18,6 +18,7 @@ use crate::cli::Cli;
 use crate::cmd::Exit;
 use crate::config::{self, Config, OnError};
 use crate::privilege::Privilege;
+use crate::procfs::ProcStat;
 use crate::record::meta::Meta;
 use crate::spool::guard;
 use crate::spool::layout::{self, Spool, State};
@@ -183,9 +184,7 @@ fn ancestors() -> HashSet<u32> {
 }
 
 fn parent_of(pid: u32) -> Option<u32> {
-    let s = crate::sys::read_proc(&format!("/proc/{pid}/stat"))?;
-    let rest = &s[s.rfind(')')? + 2..];
-    rest.split_whitespace().nth(1)?.parse().ok()
+    ProcStat::of(pid).map(|s| s.ppid)
 }
 
 /// When a process started, in Unix seconds (rounded down), from its start time in ticks since boot.

@@ -4,6 +4,8 @@
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
+use crate::procfs::ProcStat;
+
 /// Pids of the live processes whose session id is `sid` (zombies excluded).
 pub fn members(sid: Pid) -> Vec<Pid> {
     let Ok(rd) = std::fs::read_dir("/proc") else {
@@ -12,18 +14,7 @@ pub fn members(sid: Pid) -> Vec<Pid> {
     rd.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|&pid| {
-            let Some(stat) = crate::sys::read_proc(&format!("/proc/{pid}/stat")) else {
-                return false;
-            };
-            // Fields after the command name (which may hold spaces and parentheses): state ppid pgrp session …
-            let Some(rest) = stat.rfind(')').and_then(|i| stat.get(i + 2..)) else {
-                return false;
-            };
-            let mut f = rest.split_whitespace();
-            let state = f.next().unwrap_or("Z");
-            state != "Z"
-                && state != "X"
-                && f.nth(2).and_then(|s| s.parse::<i32>().ok()) == Some(sid.as_raw())
+            ProcStat::of(pid as u32).is_some_and(|s| !s.is_gone() && s.session == sid.as_raw())
         })
         .map(Pid::from_raw)
         .collect()

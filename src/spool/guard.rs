@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::procfs::ProcStat;
+
 /// One live recording as the registry knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registration {
@@ -55,16 +57,7 @@ pub fn login_uid() -> Option<u32> {
 
 /// Start time (field 22 of /proc/<pid>/stat) of a live process.
 pub fn process_start(pid: u32) -> Option<u64> {
-    start_and_state(&crate::sys::read_proc(&format!("/proc/{pid}/stat"))?).map(|(start, _)| start)
-}
-
-/// Start time (field 22) and state (field 3) from the text of /proc/<pid>/stat.
-fn start_and_state(stat: &str) -> Option<(u64, char)> {
-    // The command name (field 2) may hold spaces and parentheses: fields resume after the last ')'.
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    Some((fields.nth(18)?.parse().ok()?, state))
+    ProcStat::of(pid).map(|s| s.start_ticks)
 }
 
 /// The real uid of a process (/proc/<pid>/status, readable for every process).
@@ -104,13 +97,10 @@ impl Registration {
     /// let go of the PTY), and the user the registration names (a registration naming someone else's process,
     /// e.g. pid 1, is not live).
     pub fn is_live(&self) -> bool {
-        let Some(stat) = crate::sys::read_proc(&format!("/proc/{}/stat", self.relay_pid)) else {
+        let Some(stat) = ProcStat::of(self.relay_pid) else {
             return false;
         };
-        let Some((start, state)) = start_and_state(&stat) else {
-            return false;
-        };
-        if start != self.relay_start || matches!(state, 'Z' | 'X' | 'x') {
+        if stat.start_ticks != self.relay_start || stat.is_gone() {
             return false;
         }
         real_uid(self.relay_pid) == Some(self.uid)
