@@ -149,11 +149,32 @@ impl Registration {
     /// Remove our entries (only those still naming this recording).
     pub fn withdraw(&self, run_dir: &Path, keys: &[String]) {
         for key in keys {
-            let p = run_dir.join(key);
-            if read(&p).is_some_and(|r| r.id == self.id) {
-                let _ = std::fs::remove_file(p);
-            }
+            remove_if_it_names(&run_dir.join(key), &self.id);
         }
+    }
+}
+
+/// Remove the registration file `p` if it names recording `id`. Reading it and then removing the path would remove
+/// a registration a new login on the same PTY published in between; so the file is first renamed away (atomically,
+/// to a temporary name lookups ignore), read there, and put back if it is someone else's. A newer one published
+/// meanwhile is kept (the rename back never replaces anything). The key is then absent for a few microseconds at
+/// most, where it used to be lost for good.
+fn remove_if_it_names(p: &Path, id: &str) {
+    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+    let (Some(dir), Some(name)) = (p.parent(), p.file_name()) else {
+        return;
+    };
+    let taken = dir.join(format!(
+        "{TEMPORARY}withdraw.{}.{}",
+        std::process::id(),
+        name.to_string_lossy()
+    ));
+    if std::fs::rename(p, &taken).is_err() {
+        return;
+    }
+    let ours = read(&taken).is_some_and(|r| r.id == id);
+    if ours || renameat2(AT_FDCWD, &taken, AT_FDCWD, p, RenameFlags::RENAME_NOREPLACE).is_err() {
+        let _ = std::fs::remove_file(&taken);
     }
 }
 
@@ -209,9 +230,7 @@ impl Abandoned {
     /// Remove the files (those still naming this recording).
     pub fn remove(&self) {
         for f in &self.files {
-            if read(f).is_some_and(|r| r.id == self.registration.id) {
-                let _ = std::fs::remove_file(f);
-            }
+            remove_if_it_names(f, &self.registration.id);
         }
     }
 }
@@ -318,6 +337,26 @@ mod tests {
         r.publish(d.path(), &keys).unwrap();
         r.withdraw(d.path(), &keys);
         assert_eq!(lookup(d.path(), Some("/dev/pts/9"), Some(7)), None);
+        // Withdrawing leaves another recording's registration where it is, unchanged, and nothing else behind.
+        let other = Registration {
+            id: "rec2".into(),
+            ..r.clone()
+        };
+        other.publish(d.path(), &keys).unwrap();
+        r.withdraw(d.path(), &keys);
+        assert_eq!(
+            lookup(d.path(), Some("/dev/pts/9"), Some(7)),
+            Some(other.clone())
+        );
+        assert_eq!(lookup(d.path(), Some("/dev/pts/1"), Some(7)), Some(other));
+        let mut left: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut want = keys.clone();
+        want.sort();
+        assert_eq!(left, want);
     }
 
     /// A registration counts only for the relay process it names, running as the user it names and not a zombie;
