@@ -730,6 +730,21 @@ fn queued_then_mailed_to(env: &Env, mta: &Mta, cmd_and_shows: &str) -> (PathBuf,
     (dir, id)
 }
 
+/// `auditty flush`, which must report every one of `problems` (exit status 1) and send `id`.
+fn flush_reporting(env: &Env, id: &str, problems: &[&str]) {
+    let f = run(env, &["flush"]);
+    assert_eq!(f.status.code(), Some(1), "reported: {}", text(&f));
+    let err = String::from_utf8_lossy(&f.stderr);
+    for p in problems {
+        assert!(err.contains(p), "{p}\n{}", text(&f));
+    }
+    assert!(
+        String::from_utf8_lossy(&f.stdout).contains(&format!("sent {id}")),
+        "{}",
+        text(&f)
+    );
+}
+
 /// The only message, which must be the recording `id`'s.
 fn only_message_of(mta: &Mta, id: &str) -> Received {
     let msgs = mta.wait_for(1, T);
@@ -753,20 +768,13 @@ fn a_damaged_meta_json_is_kept_aside_and_the_recording_mailed_with_what_is_known
     // Damaged; and a copy of an earlier damage is there already, which must not be overwritten.
     std::fs::write(dir.join("meta.json"), b"{\"id\": \"20261203T1").unwrap();
     std::fs::write(dir.join("meta.json.corrupt"), b"earlier damage").unwrap();
-    let f = run(&env, &["flush"]);
-    assert_eq!(f.status.code(), Some(1), "reported: {}", text(&f));
-    let err = String::from_utf8_lossy(&f.stderr);
-    assert!(
-        err.contains(&id)
-            && err.contains("is not valid meta.json")
-            && err.contains("meta.json.corrupt.1"),
-        "{}",
-        text(&f)
-    );
-    assert!(
-        String::from_utf8_lossy(&f.stdout).contains(&format!("sent {id}")),
-        "{}",
-        text(&f)
+    flush_reporting(
+        &env,
+        &id,
+        &[
+            &format!("{id}: {}/meta.json is not valid meta.json", dir.display()),
+            &format!("kept as {}/meta.json.corrupt.1", dir.display()),
+        ],
     );
     let m = only_message_of(&mta, &id);
     assert!(
@@ -819,13 +827,10 @@ fn a_queued_recording_without_meta_json_is_rebuilt_and_mailed() {
     let (dir, id) = queued_then_mailed_to(&env, &mta, "lost-meta-session");
     let recorded = meta(&dir);
     std::fs::remove_file(dir.join("meta.json")).unwrap();
-    let f = run(&env, &["flush"]);
-    assert_eq!(f.status.code(), Some(1), "reported: {}", text(&f));
-    assert!(
-        String::from_utf8_lossy(&f.stderr)
-            .contains(&format!("{id}: queued without meta.json: rebuilt")),
-        "{}",
-        text(&f)
+    flush_reporting(
+        &env,
+        &id,
+        &[&format!("{id}: queued without meta.json: rebuilt")],
     );
     let m = only_message_of(&mta, &id);
     assert!(
@@ -849,18 +854,10 @@ fn a_queued_recording_whose_typescript_is_missing_is_mailed_once_with_a_notice()
     let (dir, id) = queued_then_mailed_to(&env, &mta, "typescript-gone-session");
     let timing = std::fs::read(dir.join("timing")).unwrap();
     std::fs::remove_file(dir.join("typescript")).unwrap();
-    let f = run(&env, &["flush"]);
-    assert_eq!(f.status.code(), Some(1), "reported: {}", text(&f));
-    assert!(
-        String::from_utf8_lossy(&f.stderr)
-            .contains(&format!("{id}: typescript missing (damage or tampering)")),
-        "{}",
-        text(&f)
-    );
-    assert!(
-        String::from_utf8_lossy(&f.stdout).contains(&format!("sent {id}")),
-        "{}",
-        text(&f)
+    flush_reporting(
+        &env,
+        &id,
+        &[&format!("{id}: typescript missing (damage or tampering)")],
     );
     let m = only_message_of(&mta, &id);
     assert!(

@@ -1,6 +1,7 @@
 //! The delivery queue: enqueue (sums, gzip when a mail transport is configured, fsync, atomic rename), deliver
-//! (gzip first what is still uncompressed) with backoff, permanent failures, `flush` with orphan recovery, and spool
-//! cleanup (keep_days, max_size) that never deletes a queued recording.
+//! (gzip first what is still uncompressed) with backoff, permanent failures, `flush` with orphan recovery, damaged
+//! entries salvaged and mailed, no further attempts in a run once the transport is down, and spool cleanup
+//! (keep_days, max_size) that never deletes a queued recording.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -605,6 +606,33 @@ fn read_meta(dir: &Path, id: &str, report: &mut Report, log: &mut Logger) -> Opt
     }
 }
 
+/// The meta of the recording in `dir` (its lock held): its meta.json (`read_meta`), or, without one, rebuilt
+/// (`rebuilt_meta`) with `problem` noted in it for the mail, written, and `report` reported. `None` when the
+/// recording is to be left for now (moved meanwhile, or a problem reported).
+fn meta_or_rebuilt(
+    dir: &Path,
+    id: &str,
+    problem: &str,
+    report_as: &str,
+    report: &mut Report,
+    log: &mut Logger,
+) -> Option<Meta> {
+    if dir.join(layout::META).exists() {
+        return read_meta(dir, id, report, log);
+    }
+    if !dir.is_dir() {
+        return None; // moved meanwhile
+    }
+    let meta = rebuilt_meta(dir, id, problem.to_string());
+    if let Err(e) = meta.write(dir) {
+        let msg = format!("{report_as}; but the rebuilt meta.json cannot be written: {e:#}");
+        report_problem(report, log, id, &msg);
+        return None;
+    }
+    report_problem(report, log, id, report_as);
+    Some(meta)
+}
+
 /// Set the damaged meta.json of the recording in `dir` aside as `meta.json.corrupt` (`.corrupt.1`, … when an
 /// earlier one is there: none is ever overwritten), rebuild the meta (`rebuilt_meta`) with the damage noted, and
 /// write it. Returns the meta and where the damaged file is kept.
@@ -730,26 +758,17 @@ pub fn flush(cfg: &Config, spool: &Spool, all: bool, log: &mut Logger) -> Result
             }
             Err(_) => continue, // moved meanwhile
         };
-        let mut meta = if dir.join(layout::META).exists() {
-            match read_meta(&dir, &id, &mut report, log) {
-                Some(m) => m,
-                None => continue,
-            }
-        } else if dir.is_dir() {
-            let meta = rebuilt_meta(
-                &dir,
-                &id,
-                "meta.json was never written: the user, start and terminal are rebuilt by auditty flush from the \
-                 recording's id, directory and typescript header (the shell and exit status are unknown)"
-                    .into(),
-            );
-            let msg = "its meta.json was never written (a full disk when the login began, or the writer killed \
-                       while creating the recording): rebuilt from the recording's id and directory, completed and \
-                       queued";
-            report_problem(&mut report, log, &id, msg);
-            meta
-        } else {
-            continue; // moved meanwhile
+        let Some(mut meta) = meta_or_rebuilt(
+            &dir,
+            &id,
+            "meta.json was never written: the user, start and terminal are rebuilt by auditty flush from the \
+             recording's id, directory and typescript header (the shell and exit status are unknown)",
+            "its meta.json was never written (a full disk when the login began, or the writer killed while creating \
+             the recording): rebuilt from the recording's id and directory, completed and queued",
+            &mut report,
+            log,
+        ) else {
+            continue;
         };
         if meta.end.is_none()
             && let Err(e) = complete_orphan(&dir, &mut meta)
@@ -797,33 +816,20 @@ pub fn flush(cfg: &Config, spool: &Spool, all: bool, log: &mut Logger) -> Result
             }
             Err(_) => continue,
         };
-        let mut meta = if dir.join(layout::META).exists() {
-            match read_meta(&dir, &id, &mut report, log) {
-                Some(m) => m,
-                None => continue,
-            }
-        } else if dir.is_dir() {
-            // Lost (damage, tampering: the writer and flush write it before a recording enters the queue). Rebuilt,
-            // so that the recording is mailed, saying so, rather than stay here for ever.
-            let meta = rebuilt_meta(
-                &dir,
-                &id,
-                "meta.json was missing from the queued recording (damage or tampering): the meta was rebuilt by \
-                 auditty flush from the recording's id, directory and typescript header (the delivery history, end \
-                 and exit status are unknown)"
-                    .into(),
-            );
-            if let Err(e) = meta.write(&dir) {
-                let msg = format!("queued without meta.json, and it cannot be rebuilt: {e:#}");
-                report_problem(&mut report, log, &id, &msg);
-                continue;
-            }
-            let msg = "queued without meta.json: rebuilt from the recording's id, directory and typescript header; \
-                       delivering with what is known";
-            report_problem(&mut report, log, &id, msg);
-            meta
-        } else {
-            continue; // moved by someone else between listing and locking
+        // Without meta.json (lost: the writer and flush write it before a recording enters the queue), rebuilt, so
+        // that the recording is mailed, saying so, rather than stay here for ever.
+        let Some(mut meta) = meta_or_rebuilt(
+            &dir,
+            &id,
+            "meta.json was missing from the queued recording (damage or tampering): the meta was rebuilt by auditty \
+             flush from the recording's id, directory and typescript header (the delivery history, end and exit \
+             status are unknown)",
+            "queued without meta.json: rebuilt from the recording's id, directory and typescript header; delivering \
+             with what is known",
+            &mut report,
+            log,
+        ) else {
+            continue;
         };
         if meta.sent_unix.is_some() {
             // Sent, but the move to sent/ did not happen (crash): finish the move, do not send twice.
