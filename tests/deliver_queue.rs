@@ -75,15 +75,22 @@ fn mta_down_keeps_everything_queued_and_flush_delivers_exactly_once() {
         );
         assert!(d.join("typescript.gz").exists() && d.join("timing.gz").exists());
     }
-    // A flush while the MTA is still down: nothing is lost, attempts are counted, the exit status says "try later".
+    // A flush while the MTA is still down: nothing is lost, the exit status says "try later". The connection is
+    // refused for the first recording; the second is not tried in that run, and not charged an attempt.
     let f = run(&env, &["flush"]);
     assert_eq!(f.status.code(), Some(75), "{}", text(&f));
+    let (first, second) = (name(&queued[0]), name(&queued[1]));
+    let err = String::from_utf8_lossy(&f.stderr);
     assert!(
-        String::from_utf8_lossy(&f.stderr).contains("stays queued"),
+        err.contains(&format!("{first} stays queued: "))
+            && err.contains(&format!(
+                "{second} stays queued: not tried: the server failed for {first}"
+            )),
         "{}",
         text(&f)
     );
-    let queued = wait_attempts(&env, "queue", 2, 2);
+    assert_eq!(meta(&queued[0])["attempts"], 2);
+    assert_eq!(meta(&queued[1])["attempts"], 1);
     for d in &queued {
         let v = run(&env, &["verify", &name(d)]);
         assert!(v.status.success(), "{}", text(&v));
@@ -91,9 +98,11 @@ fn mta_down_keeps_everything_queued_and_flush_delivers_exactly_once() {
     let l = run(&env, &["list", "--state", "queue"]);
     let out = String::from_utf8_lossy(&l.stdout);
     assert_eq!(out.lines().count(), 2, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
     assert!(
-        out.lines()
-            .all(|l| l.contains("attempts=2") && l.contains("Connection refused")),
+        lines[0].contains("attempts=2")
+            && lines[1].contains("attempts=1")
+            && lines.iter().all(|l| l.contains("Connection refused")),
         "{out}"
     );
 
@@ -120,8 +129,18 @@ fn mta_down_keeps_everything_queued_and_flush_delivers_exactly_once() {
     for m in &msgs {
         let (replayed, _, _) = gunzip_and_replay(m);
         assert!(String::from_utf8_lossy(&replayed).contains("queued-session-"));
-        assert!(m.body.contains("delivery attempt 3"), "{}", m.body);
     }
+    let attempt_of = |id: &str| {
+        let m = msgs
+            .iter()
+            .find(|m| m.header("X-Auditty-Recording").as_deref() == Some(id))
+            .unwrap();
+        m.body.contains(&format!(
+            "delivery attempt {}",
+            if id == first { 3 } else { 2 }
+        ))
+    };
+    assert!(attempt_of(&first) && attempt_of(&second), "{msgs:?}");
     assert!(env.recordings("queue").is_empty());
     assert_eq!(env.recordings("sent").len(), 2);
     let f = run(&env, &["flush", "--all"]);
@@ -701,4 +720,285 @@ fn flush_leaves_a_live_pipe_recording_alone() {
     assert_eq!(line, "got-later\n");
     assert!(child.wait().unwrap().success());
     assert_eq!(env.wait_for("queue", 1, T).len(), 1);
+}
+
+/// A recording queued with `mail.transport = "none"`, then a transport configured: an SMTP server that is up.
+fn queued_then_mailed_to(env: &Env, mta: &Mta, cmd_and_shows: &str) -> (PathBuf, String) {
+    let dir = queued_without_transport(env, &format!("echo {cmd_and_shows}"), cmd_and_shows);
+    set_config(env, "", &smtp_mail(&mta.url()));
+    let id = name(&dir);
+    (dir, id)
+}
+
+/// `auditty flush`, which must report every one of `problems` (exit status 1) and send `id`.
+fn flush_reporting(env: &Env, id: &str, problems: &[&str]) {
+    let f = run(env, &["flush"]);
+    assert_eq!(f.status.code(), Some(1), "reported: {}", text(&f));
+    let err = String::from_utf8_lossy(&f.stderr);
+    for p in problems {
+        assert!(err.contains(p), "{p}\n{}", text(&f));
+    }
+    assert!(
+        String::from_utf8_lossy(&f.stdout).contains(&format!("sent {id}")),
+        "{}",
+        text(&f)
+    );
+}
+
+/// The only message, which must be the recording `id`'s.
+fn only_message_of(mta: &Mta, id: &str) -> Received {
+    let msgs = mta.wait_for(1, T);
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0].header("X-Auditty-Recording").as_deref(), Some(id));
+    msgs[0].clone()
+}
+
+#[test]
+fn a_damaged_meta_json_is_kept_aside_and_the_recording_mailed_with_what_is_known() {
+    let mta = Mta::start();
+    let env = env_with("", "transport = \"none\"\n");
+    let (dir, id) = queued_then_mailed_to(&env, &mta, "damaged-meta-session");
+    let header = String::from_utf8(read(&dir.join("typescript")))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let recorded = meta(&dir);
+    // Damaged; and a copy of an earlier damage is there already, which must not be overwritten.
+    std::fs::write(dir.join("meta.json"), b"{\"id\": \"20261203T1").unwrap();
+    std::fs::write(dir.join("meta.json.corrupt"), b"earlier damage").unwrap();
+    flush_reporting(
+        &env,
+        &id,
+        &[
+            &format!("{id}: {}/meta.json is not valid meta.json", dir.display()),
+            &format!("kept as {}/meta.json.corrupt.1", dir.display()),
+        ],
+    );
+    let m = only_message_of(&mta, &id);
+    assert!(
+        m.body.contains("PROBLEMS") && m.body.contains("meta.json was damaged"),
+        "{}",
+        m.body
+    );
+    // What the typescript header tells is salvaged: the start and the terminal.
+    let row = |k: &str, v: &str| format!("  {k:<13} {v}\n");
+    let start = recorded["start"].as_str().unwrap();
+    assert!(m.body.contains(&row("Started:", start)), "{}", m.body);
+    let tty = header
+        .split_once(" TTY=\"")
+        .and_then(|(_, r)| r.split_once('"'))
+        .map(|(t, _)| t)
+        .unwrap_or_else(|| panic!("no TTY in {header}"));
+    assert!(
+        m.body.contains(&row("Terminal:", tty)),
+        "{header}\n{}",
+        m.body
+    );
+    assert!(String::from_utf8_lossy(&gunzip_and_replay(&m).0).contains("damaged-meta-session"));
+    // Delivered once, with the damaged bytes kept next to the rebuilt meta.
+    let sent = env.recordings("sent");
+    assert_eq!(
+        sent.iter().map(|d| name(d)).collect::<Vec<_>>(),
+        std::slice::from_ref(&id)
+    );
+    assert_eq!(
+        std::fs::read(sent[0].join("meta.json.corrupt")).unwrap(),
+        b"earlier damage"
+    );
+    assert_eq!(
+        std::fs::read(sent[0].join("meta.json.corrupt.1")).unwrap(),
+        b"{\"id\": \"20261203T1"
+    );
+    let rebuilt = meta(&sent[0]);
+    assert_eq!(rebuilt["id"], id.as_str());
+    assert_eq!(rebuilt["uid"], recorded["uid"]);
+    assert_eq!(rebuilt["start_unix"], recorded["start_unix"]);
+    let f = run(&env, &["flush"]);
+    assert!(f.status.success(), "{}", text(&f));
+    assert_eq!(mta.files().len(), 1, "mailed once");
+}
+
+#[test]
+fn a_queued_recording_without_meta_json_is_rebuilt_and_mailed() {
+    let mta = Mta::start();
+    let env = env_with("", "transport = \"none\"\n");
+    let (dir, id) = queued_then_mailed_to(&env, &mta, "lost-meta-session");
+    let recorded = meta(&dir);
+    std::fs::remove_file(dir.join("meta.json")).unwrap();
+    flush_reporting(
+        &env,
+        &id,
+        &[&format!("{id}: queued without meta.json: rebuilt")],
+    );
+    let m = only_message_of(&mta, &id);
+    assert!(
+        m.body
+            .contains("meta.json was missing from the queued recording (damage or tampering)"),
+        "{}",
+        m.body
+    );
+    assert!(String::from_utf8_lossy(&gunzip_and_replay(&m).0).contains("lost-meta-session"));
+    assert!(env.recordings("queue").is_empty());
+    let sent = env.recordings("sent");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(meta(&sent[0])["start"], recorded["start"]);
+    assert_eq!(meta(&sent[0])["tty"], recorded["tty"]);
+}
+
+#[test]
+fn a_queued_recording_whose_typescript_is_missing_is_mailed_once_with_a_notice() {
+    let mta = Mta::start();
+    let env = env_with("", "transport = \"none\"\n");
+    let (dir, id) = queued_then_mailed_to(&env, &mta, "typescript-gone-session");
+    let timing = std::fs::read(dir.join("timing")).unwrap();
+    std::fs::remove_file(dir.join("typescript")).unwrap();
+    flush_reporting(
+        &env,
+        &id,
+        &[&format!("{id}: typescript missing (damage or tampering)")],
+    );
+    let m = only_message_of(&mta, &id);
+    assert!(
+        m.body
+            .contains("typescript is MISSING from the recording in the spool"),
+        "{}",
+        m.body
+    );
+    let names: Vec<&str> = m.attachments.iter().map(|a| a.0.as_str()).collect();
+    assert_eq!(names, ["timing.gz"], "what is left is mailed");
+    assert_eq!(read(&m.attachment("timing.gz").with_extension("")), timing);
+    // Gone to sent/ like any other: not retried.
+    assert!(env.recordings("queue").is_empty());
+    assert_eq!(env.recordings("sent").len(), 1);
+    let f = run(&env, &["flush", "--all"]);
+    assert!(f.status.success(), "{}", text(&f));
+    assert_eq!(mta.files().len(), 1, "mailed once");
+}
+
+#[test]
+fn a_symlink_or_a_plain_file_in_the_spool_is_reported_never_followed_nor_removed() {
+    let mta = Mta::start();
+    let env = env_with("", "transport = \"none\"\n");
+    // A complete recording outside the spool, which a symlink in queue/ points to.
+    let (dir, id) = queued_then_mailed_to(&env, &mta, "outside-the-spool");
+    let outside = env.dir.path().join(&id);
+    std::fs::rename(&dir, &outside).unwrap();
+    let before = std::fs::read(outside.join("meta.json")).unwrap();
+    let link = env.spool.join("queue").join(&id);
+    std::os::unix::fs::symlink(&outside, &link).unwrap();
+    let file = env
+        .spool
+        .join("queue")
+        .join("20261203T101500Z-alice-00000000000f");
+    std::fs::write(&file, b"not a recording").unwrap();
+    let failed_link = env
+        .spool
+        .join("failed")
+        .join("20261203T101500Z-alice-0000000000ff");
+    std::os::unix::fs::symlink("/etc", &failed_link).unwrap();
+    let f = run(&env, &["flush", "--all"]);
+    assert_eq!(f.status.code(), Some(1), "reported: {}", text(&f));
+    let err = String::from_utf8_lossy(&f.stderr);
+    for want in [
+        format!(
+            "{} is a symlink to {}, not a recording directory",
+            link.display(),
+            outside.display()
+        ),
+        format!(
+            "{} is a plain file of 15 bytes, not a recording directory",
+            file.display()
+        ),
+        format!(
+            "{} is a symlink to /etc, not a recording directory",
+            failed_link.display()
+        ),
+    ] {
+        assert!(err.contains(&want), "{want}\n{}", text(&f));
+    }
+    assert!(f.stdout.is_empty(), "nothing sent: {}", text(&f));
+    assert!(mta.files().is_empty(), "the symlink is not followed");
+    assert_eq!(std::fs::read(outside.join("meta.json")).unwrap(), before);
+    for p in [&link, &file, &failed_link] {
+        assert!(
+            std::fs::symlink_metadata(p).is_ok(),
+            "{} is kept",
+            p.display()
+        );
+    }
+    assert!(
+        outside.join("typescript").exists(),
+        "nothing moved out of it"
+    );
+}
+
+#[test]
+fn a_silent_server_is_named_with_its_timeout_and_the_rest_of_the_run_waits_untried() {
+    // Stands for a hung MTA: the kernel completes the TCP handshake on this listening socket (the client's connect
+    // succeeds), and nobody ever reads or writes on the connection.
+    let hung_mta = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hung_mta.local_addr().unwrap().port();
+    let env = env_with("", "transport = \"none\"\n");
+    let mut queued = Vec::new();
+    for i in 0..3 {
+        let mut t = session(&env, &format!("echo silent-server-{i}"));
+        t.expect(&format!("silent-server-{i}"), T);
+        t.wait(T);
+        queued = env.wait_for("queue", i + 1, T);
+        assert_eq!(queued.len(), i + 1);
+        wait_gone(meta(&queued[i])["writer_pid"].as_u64().unwrap() as u32);
+    }
+    let before: Vec<serde_json::Value> = queued.iter().map(|d| meta(d)).collect();
+    let url = format!("smtp://127.0.0.1:{port}");
+    set_config(
+        &env,
+        "",
+        &smtp_mail(&url).replace("timeout = 5", "timeout = 1"),
+    );
+    let f = run(&env, &["flush"]);
+    assert_eq!(f.status.code(), Some(75), "try later: {}", text(&f));
+    let err = String::from_utf8_lossy(&f.stderr);
+    let first = name(&queued[0]);
+    assert!(
+        err.contains(&format!(
+            "{first} stays queued: {url}: no reply from 127.0.0.1:{port} within mail.timeout = 1 s"
+        )),
+        "{}",
+        text(&f)
+    );
+    assert!(
+        !err.contains("Resource temporarily unavailable"),
+        "{}",
+        text(&f)
+    );
+    for d in &queued[1..] {
+        assert!(
+            err.contains(&format!(
+                "{} stays queued: not tried: the server failed for {first}",
+                name(d)
+            )),
+            "{}",
+            text(&f)
+        );
+    }
+    // All keep their place; only the one tried is charged an attempt.
+    assert_eq!(env.recordings("queue"), queued);
+    let m = meta(&queued[0]);
+    assert_eq!(m["attempts"], 1, "{m}");
+    assert!(
+        m["last_error"].as_str().unwrap().contains("no reply from"),
+        "{m}"
+    );
+    for (d, b) in queued[1..].iter().zip(&before[1..]) {
+        let m = meta(d);
+        for k in ["attempts", "next_try_unix", "last_error"] {
+            assert_eq!(m[k], b[k], "{k} of {}", name(d));
+        }
+    }
+    // The server was contacted once in the run.
+    hung_mta.set_nonblocking(true).unwrap();
+    let connections = std::iter::from_fn(|| hung_mta.accept().ok()).count();
+    assert_eq!(connections, 1);
 }

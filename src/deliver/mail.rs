@@ -123,10 +123,13 @@ impl TransportSpec {
 // Errors
 
 /// Why a delivery attempt failed. `permanent` means the mail system refused the message itself (5xx): retrying the
-/// same message will not help, the recording goes to failed/.
+/// same message will not help, the recording goes to failed/. `transport_down` means the transport itself failed,
+/// not this message (no connection, no reply within mail.timeout, a failed TLS handshake, a sendmail that cannot be
+/// run or hangs, a transport that cannot be set up): the other queued recordings would fare no better now.
 #[derive(Debug)]
 pub struct SendError {
     pub permanent: bool,
+    pub transport_down: bool,
     pub message: String,
 }
 
@@ -139,10 +142,20 @@ impl std::fmt::Display for SendError {
 impl std::error::Error for SendError {}
 
 impl SendError {
-    fn transient(message: impl Into<String>) -> SendError {
+    /// A failure of this message that a later attempt may overcome.
+    pub fn transient(message: impl Into<String>) -> SendError {
         SendError {
             permanent: false,
+            transport_down: false,
             message: message.into(),
+        }
+    }
+
+    /// A failure of the transport itself (see `transport_down`).
+    fn down(message: impl Into<String>) -> SendError {
+        SendError {
+            transport_down: true,
+            ..SendError::transient(message)
         }
     }
 }
@@ -158,17 +171,32 @@ pub struct Att {
     pub raw: Option<FileSum>,
 }
 
-/// The data streams of a recording, in attachment order: (file name, timing stream it belongs to).
-fn streams(dir: &Path, meta: &Meta) -> Vec<(&'static str, Option<Stream>)> {
-    let mut v = vec![
+/// Is the data file `name` of the recording in `dir` there, plain or compressed?
+pub fn has_data_file(dir: &Path, name: &str) -> bool {
+    dir.join(name).exists() || dir.join(format!("{name}.gz")).exists()
+}
+
+/// The data files a recording should have but has not (damage or tampering): typescript and timing, and input when
+/// it was recorded. Delivery mails what is there and says what is missing (`queue::deliver`).
+pub fn missing_data_files(dir: &Path, meta: &Meta) -> Vec<&'static str> {
+    let mut want = vec![layout::TYPESCRIPT, layout::TIMING];
+    if meta.input_recorded {
+        want.push(layout::INPUT);
+    }
+    want.retain(|n| !has_data_file(dir, n));
+    want
+}
+
+/// The data streams of a recording that are there, in attachment order: (file name, timing stream it belongs to).
+fn streams(dir: &Path) -> Vec<(&'static str, Option<Stream>)> {
+    [
         (layout::TYPESCRIPT, Some(Stream::Out)),
         (layout::TIMING, None),
-    ];
-    let has = |n: &str| dir.join(n).exists() || dir.join(format!("{n}.gz")).exists();
-    if meta.input_recorded || has(layout::INPUT) {
-        v.push((layout::INPUT, Some(Stream::In)));
-    }
-    v
+        (layout::INPUT, Some(Stream::In)),
+    ]
+    .into_iter()
+    .filter(|(n, _)| has_data_file(dir, n))
+    .collect()
 }
 
 /// The uncompressed content of `name`, from `name.gz` if the recording is compressed, else from `name`.
@@ -201,7 +229,7 @@ pub fn attachments(
     meta: &Meta,
 ) -> Result<(Vec<Att>, Option<Truncation>)> {
     let level = cfg.mail.compress_level;
-    let streams = streams(dir, meta);
+    let streams = streams(dir);
     // Sizes first: never load a recording that is too big anyway.
     let mut estimate = BODY_RESERVE;
     for (name, _) in &streams {
@@ -278,9 +306,12 @@ fn excerpt(
     let level = cfg.mail.compress_level;
     let limit = cfg.mail.max_size;
     let mut timing_text = Vec::new();
-    open_stream(dir, layout::TIMING)?
-        .read_to_end(&mut timing_text)
-        .context("cannot read the timing file")?;
+    // Without a timing file (missing, said in the mail) nothing can be cut: the attachments are left out.
+    if has_data_file(dir, layout::TIMING) {
+        open_stream(dir, layout::TIMING)?
+            .read_to_end(&mut timing_text)
+            .context("cannot read the timing file")?;
+    }
     let timing = Timing::parse(&timing_text);
     let totals = timing.totals();
     let total_raw = totals[0] + totals[1];
@@ -562,7 +593,7 @@ pub fn build(cfg: &Config, dir: &Path, meta: &Meta) -> Result<Built> {
 
 /// Send a message with the configured transport.
 pub fn send(cfg: &Config, message: &Message) -> Result<(), SendError> {
-    let spec = TransportSpec::parse(&cfg.mail.transport).map_err(SendError::transient)?;
+    let spec = TransportSpec::parse(&cfg.mail.transport).map_err(SendError::down)?;
     let timeout = Duration::from_secs(cfg.mail.timeout.max(1));
     match spec {
         TransportSpec::None => Err(SendError::transient(
@@ -582,13 +613,59 @@ pub fn send(cfg: &Config, message: &Message) -> Result<(), SendError> {
         }
         TransportSpec::Smtp { host, port, tls } => {
             let t = smtp_transport(cfg, &host, port, tls, timeout)
-                .map_err(|e| SendError::transient(format!("{e:#}")))?;
-            t.send(message).map(|_| ()).map_err(|e| SendError {
-                permanent: e.is_permanent(),
-                message: format!("{}: {}", cfg.mail.transport, error_chain(&e)),
-            })
+                .map_err(|e| SendError::down(format!("{e:#}")))?;
+            t.send(message)
+                .map(|_| ())
+                .map_err(|e| smtp_send_error(cfg, &host, port, timeout, &e))
         }
     }
+}
+
+/// What an SMTP failure means for the queue. The server's answers (4xx, 5xx, a reply that does not parse) concern
+/// this message; anything else is the connection failing (refused, unreachable, reset, TLS, no reply): the transport
+/// is down. No reply within the timeout shows as EAGAIN (a socket read timeout) or ETIMEDOUT (connect): say what it
+/// is, naming the server and the setting, rather than "Resource temporarily unavailable".
+fn smtp_send_error(
+    cfg: &Config,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+    e: &lettre::transport::smtp::Error,
+) -> SendError {
+    let no_reply = io_error_kind(e)
+        .is_some_and(|k| matches!(k, io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut));
+    let answered = e.is_response() || e.is_transient() || e.is_permanent() || e.is_client();
+    let message = if no_reply {
+        let server = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        format!(
+            "{}: no reply from {server} within mail.timeout = {} s",
+            cfg.mail.transport,
+            timeout.as_secs()
+        )
+    } else {
+        format!("{}: {}", cfg.mail.transport, error_chain(e))
+    };
+    SendError {
+        permanent: e.is_permanent(),
+        transport_down: no_reply || !answered,
+        message,
+    }
+}
+
+/// The kind of the first I/O error in `e`'s chain of causes.
+fn io_error_kind(e: &dyn std::error::Error) -> Option<io::ErrorKind> {
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<io::Error>() {
+            return Some(io.kind());
+        }
+        cur = c.source();
+    }
+    None
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -729,7 +806,7 @@ pub fn run_sendmail(
     use nix::unistd::Pid;
 
     if !path.is_absolute() {
-        return Err(SendError::transient(format!(
+        return Err(SendError::down(format!(
             "mail.sendmail_path {} is not absolute",
             path.display()
         )));
@@ -750,7 +827,7 @@ pub fn run_sendmail(
         .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
-        .map_err(|e| SendError::transient(format!("cannot run {}: {e}", path.display())))?;
+        .map_err(|e| SendError::down(format!("cannot run {}: {e}", path.display())))?;
     let pid = Pid::from_raw(child.id() as i32);
     let mut stdin = child.stdin.take().expect("piped stdin");
     let mut stderr = child.stderr.take().expect("piped stderr");
@@ -785,7 +862,7 @@ pub fn run_sendmail(
         .map(|b| body::escape(String::from_utf8_lossy(&b).trim().as_bytes(), 500))
         .unwrap_or_default();
     if timed_out {
-        return Err(SendError::transient(format!(
+        return Err(SendError::down(format!(
             "{} did not finish within mail.timeout ({} s) and was killed{}",
             path.display(),
             timeout.as_secs(),
@@ -800,6 +877,7 @@ pub fn run_sendmail(
         Some(0) => Ok(()),
         Some(c) => Err(SendError {
             permanent: sendmail_permanent(c),
+            transport_down: false,
             message: format!(
                 "{} exited with status {c}{}{}",
                 path.display(),
@@ -1183,6 +1261,7 @@ mod tests {
         .unwrap_err();
         assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
         assert!(!e.permanent);
+        assert!(e.transport_down, "a hung sendmail is the transport down");
         assert!(
             e.message
                 .contains("did not finish within mail.timeout (1 s)"),
@@ -1232,9 +1311,22 @@ mod tests {
             Duration::from_secs(5),
         )
         .unwrap_err();
-        assert!(e.permanent, "{e}");
+        assert!(e.permanent && !e.transport_down, "{e}");
         assert!(
             e.message.contains("status 67 (EX_NOUSER): no such user"),
+            "{e}"
+        );
+        let e = run_sendmail(
+            &d.path().join("no-such-sendmail"),
+            "a@b",
+            &["c@d".into()],
+            b"x",
+            Duration::from_secs(5),
+        )
+        .unwrap_err();
+        assert!(e.transport_down && !e.permanent, "{e}");
+        assert!(
+            e.message.contains("cannot run ") && e.message.contains("no-such-sendmail"),
             "{e}"
         );
         std::fs::write(&script, "#!/bin/sh\ncat >/dev/null\nexit 75\n").unwrap();
@@ -1246,6 +1338,6 @@ mod tests {
             Duration::from_secs(5),
         )
         .unwrap_err();
-        assert!(!e.permanent, "{e}");
+        assert!(!e.permanent && !e.transport_down, "{e}");
     }
 }

@@ -1,6 +1,7 @@
 //! The delivery queue: enqueue (sums, gzip when a mail transport is configured, fsync, atomic rename), deliver
-//! (gzip first what is still uncompressed) with backoff, permanent failures, `flush` with orphan recovery, and spool
-//! cleanup (keep_days, max_size) that never deletes a queued recording.
+//! (gzip first what is still uncompressed) with backoff, permanent failures, `flush` with orphan recovery, damaged
+//! entries salvaged and mailed, no further attempts in a run once the transport is down, and spool cleanup
+//! (keep_days, max_size) that never deletes a queued recording.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -224,6 +225,9 @@ pub enum Outcome {
     Sent,
     /// Still queued; the error, and when the next attempt is due.
     Deferred(String),
+    /// Still queued, as `Deferred`, and the transport itself failed (`mail::SendError::transport_down`): the rest of
+    /// a flush run is not tried.
+    TransportDown(String),
     /// Refused for good: moved to failed/.
     Failed(String),
     /// mail.transport is none: left queued, no attempt made.
@@ -248,13 +252,18 @@ pub fn deliver(
     if compress_recording(cfg.mail.compress_level, &dir, meta) {
         meta.compress_ms = Some(started.elapsed().as_millis() as u64);
     }
+    // A data file that is gone (damage, tampering) cannot come back by waiting: mail what is there, saying so.
+    for name in mail::missing_data_files(&dir, meta) {
+        let msg = missing_file_problem(name);
+        if !meta.write_errors.contains(&msg) {
+            crate::syslog::error(log, &id, &msg);
+        }
+        note_problem(meta, msg);
+    }
     meta.attempts = meta.attempts.saturating_add(1);
     let started = std::time::Instant::now();
     let result = mail::build(cfg, &dir, meta)
-        .map_err(|e| mail::SendError {
-            permanent: false,
-            message: format!("{e:#}"),
-        })
+        .map_err(|e| mail::SendError::transient(format!("{e:#}")))
         .and_then(|b| mail::send(cfg, &b.message).map(|()| b.truncated));
     let now = now_unix();
     meta.send_ms = Some(started.elapsed().as_millis() as u64);
@@ -307,9 +316,21 @@ pub fn deliver(
             meta.next_try_unix = Some(now + backoff(cfg, meta.attempts) as i64);
             let _ = meta.write(&dir);
             crate::syslog::delivery(log, &id, "queued", meta.attempts, Some(&e.message));
-            Outcome::Deferred(e.message)
+            if e.transport_down {
+                Outcome::TransportDown(e.message)
+            } else {
+                Outcome::Deferred(e.message)
+            }
         }
     }
+}
+
+/// The problem noted in the meta (and so in the mail) of a recording whose data file `name` is gone.
+fn missing_file_problem(name: &str) -> String {
+    format!(
+        "{name} is MISSING from the recording in the spool (neither {name} nor {name}.gz is there: damage or \
+         tampering); this mail carries what is left"
+    )
 }
 
 // ------------------------------------------------------------------------------------------------------------------
@@ -537,10 +558,18 @@ fn lock(dir: &Path) -> Result<Option<layout::RecordingLock>> {
     layout::try_lock(dir)
 }
 
+/// Tell the administrator of a problem with the recording `id`: syslog, and the flush report (its stderr).
+fn report_problem(report: &mut Report, log: &mut Logger, id: &str, msg: &str) {
+    crate::syslog::error(log, id, msg);
+    report.errors.push(format!("{id}: {msg}"));
+}
+
 /// The recording's meta.json, for the recording its directory names: the directory decides which recording this
 /// is (a meta.json naming another id is reported, and corrected, so that nothing is mailed or written under the
-/// other recording's name).
-fn read_meta(dir: &Path, id: &str, report: &mut Report) -> Meta {
+/// other recording's name). A meta.json that cannot be parsed (damage, tampering) is set aside, never overwritten,
+/// and the meta rebuilt from what the directory tells (`salvage_damaged_meta`). `None` (reported) when even that
+/// fails: the recording is left as it is, for the next flush.
+fn read_meta(dir: &Path, id: &str, report: &mut Report, log: &mut Logger) -> Option<Meta> {
     match Meta::read(&dir.join(layout::META)) {
         Ok(mut m) => {
             if m.id != id {
@@ -550,18 +579,95 @@ fn read_meta(dir: &Path, id: &str, report: &mut Report) -> Meta {
                 ));
                 m.id = id.to_string();
             }
-            m
+            Some(m)
         }
-        Err(e) => {
-            report
-                .errors
-                .push(format!("{id}: {e:#}; delivering with what is known"));
-            Meta {
-                id: id.to_string(),
-                ..Meta::default()
+        Err(e) => match salvage_damaged_meta(dir, id, &format!("{e:#}")) {
+            Ok((meta, kept)) => {
+                let msg = format!(
+                    "{e:#}: kept as {}, the meta rebuilt from the recording's id, directory and typescript header; \
+                     delivering with what is known",
+                    kept.display()
+                );
+                report_problem(report, log, id, &msg);
+                Some(meta)
+            }
+            Err(s) => {
+                let msg = format!("{e:#}, and it cannot be set aside ({s:#}); left as it is");
+                report_problem(report, log, id, &msg);
+                None
+            }
+        },
+    }
+}
+
+/// The meta of the recording in `dir` (its lock held): its meta.json (`read_meta`), or, without one, rebuilt
+/// (`rebuilt_meta`) with `problem` noted in it for the mail, written, and `report` reported. `None` when the
+/// recording is to be left for now (moved meanwhile, or a problem reported).
+fn meta_or_rebuilt(
+    dir: &Path,
+    id: &str,
+    problem: &str,
+    report_as: &str,
+    report: &mut Report,
+    log: &mut Logger,
+) -> Option<Meta> {
+    if dir.join(layout::META).exists() {
+        return read_meta(dir, id, report, log);
+    }
+    if !dir.is_dir() {
+        return None; // moved meanwhile
+    }
+    let meta = rebuilt_meta(dir, id, problem.to_string());
+    if let Err(e) = meta.write(dir) {
+        let msg = format!("{report_as}; but the rebuilt meta.json cannot be written: {e:#}");
+        report_problem(report, log, id, &msg);
+        return None;
+    }
+    report_problem(report, log, id, report_as);
+    Some(meta)
+}
+
+/// Set the damaged meta.json of the recording in `dir` aside as `meta.json.corrupt` (`.corrupt.1`, … when an
+/// earlier one is there: none is ever overwritten), rebuild the meta (`rebuilt_meta`) with the damage noted, and
+/// write it. Returns the meta and where the damaged file is kept.
+fn salvage_damaged_meta(dir: &Path, id: &str, error: &str) -> Result<(Meta, PathBuf)> {
+    let damaged = dir.join(layout::META);
+    let mut kept = None;
+    for n in 0..1000 {
+        let name = match n {
+            0 => format!("{}.corrupt", layout::META),
+            n => format!("{}.corrupt.{n}", layout::META),
+        };
+        let p = dir.join(name);
+        // A hard link fails rather than replace an existing name (and does not follow a symlink).
+        match std::fs::hard_link(&damaged, &p) {
+            Ok(()) => {
+                kept = Some(p);
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("cannot link {} to {}", damaged.display(), p.display())
+                });
             }
         }
     }
+    let kept =
+        kept.with_context(|| format!("too many damaged meta.json copies in {}", dir.display()))?;
+    let meta = rebuilt_meta(
+        dir,
+        id,
+        format!(
+            "meta.json was damaged ({error}); it is kept as {} and the meta was rebuilt by auditty flush from the \
+             recording's id, directory and typescript header (the delivery history, end and exit status are unknown)",
+            kept.file_name().unwrap_or_default().to_string_lossy()
+        ),
+    );
+    // Replaces the damaged meta.json (its bytes are kept under the other name).
+    meta.write(dir)?;
+    let _ = compress::sync_dir(dir);
+    Ok((meta, kept))
 }
 
 /// Deliver every due recording, recover orphans, retry failed ones with `all`, and clean up.
@@ -605,6 +711,20 @@ pub fn flush(cfg: &Config, spool: &Spool, all: bool, log: &mut Logger) -> Result
         // Either way the registration has served: a recording of that id now exists.
         a.remove();
     }
+    // Entries of the state directories that are not recording directories (a symlink, a plain file): reported,
+    // never followed nor removed. (`Spool::list` only lists directories.)
+    for st in State::ALL {
+        for (path, what) in spool.strays(st) {
+            let msg = format!(
+                "{} is {what}, not a recording directory: left as it is (not followed, not removed); find out how \
+                 it got there, and move or remove it",
+                path.display()
+            );
+            crate::syslog::error(log, "-", &msg);
+            report.errors.push(msg);
+        }
+    }
+    let mut attempt = Attempts::default();
     // 1. Orphans: active recordings whose writer is gone (their lock is free).
     for id in spool.list(State::Active)? {
         let dir = spool.recording_dir(State::Active, &id);
@@ -632,18 +752,17 @@ pub fn flush(cfg: &Config, spool: &Spool, all: bool, log: &mut Logger) -> Result
             }
             Err(_) => continue, // moved meanwhile
         };
-        let mut meta = if dir.join(layout::META).exists() {
-            read_meta(&dir, &id, &mut report)
-        } else if dir.is_dir() {
-            let meta = rebuilt_meta(&dir, &id);
-            let msg = "its meta.json was never written (a full disk when the login began, or the writer killed \
-                       while creating the recording): rebuilt from the recording's id and directory, completed and \
-                       queued";
-            crate::syslog::error(log, &id, msg);
-            report.errors.push(format!("{id}: {msg}"));
-            meta
-        } else {
-            continue; // moved meanwhile
+        let Some(mut meta) = meta_or_rebuilt(
+            &dir,
+            &id,
+            "meta.json was never written: the user, start and terminal are rebuilt by auditty flush from the \
+             recording's id, directory and typescript header (the shell and exit status are unknown)",
+            "its meta.json was never written (a full disk when the login began, or the writer killed while creating \
+             the recording): rebuilt from the recording's id and directory, completed and queued",
+            &mut report,
+            log,
+        ) else {
+            continue;
         };
         if meta.end.is_none()
             && let Err(e) = complete_orphan(&dir, &mut meta)
@@ -659,11 +778,7 @@ pub fn flush(cfg: &Config, spool: &Spool, all: bool, log: &mut Logger) -> Result
         }
         remove_fifo_dirs(&cfg.hook.fifo_dir, &id);
         report.recovered.push(id.clone());
-        record(
-            &mut report,
-            &id,
-            deliver(cfg, spool, State::Queue, &mut meta, log),
-        );
+        attempt.deliver(cfg, spool, &mut meta, &mut report, log);
         drop(guard);
     }
     // 2. With --all, failed recordings go back to the queue.
@@ -695,19 +810,21 @@ pub fn flush(cfg: &Config, spool: &Spool, all: bool, log: &mut Logger) -> Result
             }
             Err(_) => continue,
         };
-        if !dir.join(layout::META).exists() {
-            // Moved by someone else between listing and locking, or broken.
-            if dir.exists() {
-                report
-                    .errors
-                    .push(format!("{id}: queued without meta.json"));
-            }
+        // Without meta.json (lost: the writer and flush write it before a recording enters the queue), rebuilt, so
+        // that the recording is mailed, saying so, rather than stay here for ever.
+        let Some(mut meta) = meta_or_rebuilt(
+            &dir,
+            &id,
+            "meta.json was missing from the queued recording (damage or tampering): the meta was rebuilt by auditty \
+             flush from the recording's id, directory and typescript header (the delivery history, end and exit \
+             status are unknown)",
+            "queued without meta.json: rebuilt from the recording's id, directory and typescript header; delivering \
+             with what is known",
+            &mut report,
+            log,
+        ) else {
             continue;
-        }
-        let mut meta = read_meta(&dir, &id, &mut report);
-        if meta.id.is_empty() {
-            meta.id = id.clone();
-        }
+        };
         if meta.sent_unix.is_some() {
             // Sent, but the move to sent/ did not happen (crash): finish the move, do not send twice.
             if let Err(e) = spool.move_to(&id, State::Queue, State::Sent) {
@@ -720,11 +837,14 @@ pub fn flush(cfg: &Config, spool: &Spool, all: bool, log: &mut Logger) -> Result
         if !all && meta.next_try_unix.is_some_and(|t| t > now) {
             continue;
         }
-        record(
-            &mut report,
-            &id,
-            deliver(cfg, spool, State::Queue, &mut meta, log),
-        );
+        let missing = mail::missing_data_files(&dir, &meta);
+        if !missing.is_empty() {
+            report.errors.push(format!(
+                "{id}: {} missing (damage or tampering): mailed with what is left, and a notice in the mail",
+                missing.join(", ")
+            ));
+        }
+        attempt.deliver(cfg, spool, &mut meta, &mut report, log);
         drop(guard);
     }
     // 4. Cleanup.
@@ -739,27 +859,50 @@ fn older_than(p: &Path, age: std::time::Duration) -> bool {
         .is_ok_and(|t| t.elapsed().is_ok_and(|e| e >= age))
 }
 
-/// The meta.json of a recording whose writer never wrote one: the user is the directory's owner (the writer runs
-/// with the recorded user's uid), the start the time in its id (`YYYYmmddTHHMMSSZ-…`, or the directory's time),
-/// the timing format what its timing file holds; the rest unknown, and said so in `write_errors`.
-fn rebuilt_meta(dir: &Path, id: &str) -> Meta {
+/// The first line of the data file `name` in `dir`, plain or compressed (bounded; `None` when unreadable).
+fn first_line(dir: &Path, name: &str) -> Option<Vec<u8>> {
+    use std::io::BufRead;
+    let gz = dir.join(format!("{name}.gz"));
+    let reader: Box<dyn Read> = match File::open(&gz) {
+        Ok(f) => Box::new(flate2::read::GzDecoder::new(f)),
+        Err(_) => Box::new(File::open(dir.join(name)).ok()?),
+    };
+    let mut line = Vec::new();
+    std::io::BufReader::new(reader.take(64 << 10))
+        .read_until(b'\n', &mut line)
+        .ok()?;
+    Some(line)
+}
+
+/// The meta.json of a recording that has none (never written, missing from the queue, or damaged): the user is the
+/// directory's owner (the writer runs with the recorded user's uid); the start, terminal and command what the
+/// typescript header says (the start from the id, `YYYYmmddTHHMMSSZ-…`, or the directory's time, without one); the
+/// timing format what its timing file holds; the rest unknown. `problem` says why, in `write_errors` (the mail).
+fn rebuilt_meta(dir: &Path, id: &str, problem: String) -> Meta {
     let offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
     let md = std::fs::metadata(dir).ok();
     let uid = md.as_ref().map(|m| m.uid()).unwrap_or(0);
     let user = crate::session::account::lookup(uid)
         .map(|u| u.name)
         .unwrap_or_else(|| id.split('-').nth(1).unwrap_or("unknown").to_string());
-    let start = time::PrimitiveDateTime::parse(
-        id.get(..16).unwrap_or(""),
-        time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"),
-    )
-    .map(|t| t.assume_utc())
-    .ok()
-    .or_else(|| md.and_then(|m| m.modified().ok()).map(OffsetDateTime::from))
-    .unwrap_or_else(OffsetDateTime::now_utc)
-    .to_offset(offset);
-    let advanced = std::fs::read(dir.join(layout::TIMING))
-        .ok()
+    let header = first_line(dir, layout::TYPESCRIPT).and_then(|l| typescript::parse_header(&l));
+    let start = header
+        .as_ref()
+        .and_then(|h| body::parse_script_time(&h.start))
+        .or_else(|| {
+            time::PrimitiveDateTime::parse(
+                id.get(..16).unwrap_or(""),
+                time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"),
+            )
+            .map(|t| t.assume_utc().to_offset(offset))
+            .ok()
+        })
+        .or_else(|| {
+            md.and_then(|m| m.modified().ok())
+                .map(|t| OffsetDateTime::from(t).to_offset(offset))
+        })
+        .unwrap_or_else(|| OffsetDateTime::now_utc().to_offset(offset));
+    let advanced = first_line(dir, layout::TIMING)
         .and_then(|t| t.first().copied())
         .is_some_and(|b| b.is_ascii_alphabetic());
     let timing = if advanced {
@@ -767,14 +910,18 @@ fn rebuilt_meta(dir: &Path, id: &str) -> Meta {
     } else {
         crate::config::TimingFormat::Classic
     };
+    let base = meta_of_another_login(id, &user, uid, start, timing);
+    let header = header.unwrap_or_default();
     Meta {
         relay_pid: 0,
-        write_errors: vec![
-            "meta.json was never written: the user, start and terminal are rebuilt by auditty flush from the \
-             recording's id and directory (the window size, shell and exit status are unknown)"
-                .into(),
-        ],
-        ..meta_of_another_login(id, &user, uid, start, timing)
+        command: header.command,
+        term: header.term,
+        tty: header.tty,
+        columns: header.columns,
+        lines: header.lines,
+        input_recorded: mail::has_data_file(dir, layout::INPUT),
+        write_errors: vec![problem],
+        ..base
     }
 }
 
@@ -803,10 +950,50 @@ fn remove_fifo_dirs(fifo_dir: &Path, id: &str) {
     }
 }
 
+/// The delivery attempts of one flush run: once the transport itself has failed for a recording (no connection,
+/// no reply within mail.timeout, …), the others are not tried in this run. They keep their place in the queue and
+/// their attempt and backoff counters, and are reported as not tried.
+#[derive(Default)]
+struct Attempts {
+    /// The recording the transport failed for.
+    transport_failed_for: Option<String>,
+}
+
+impl Attempts {
+    /// Deliver the queued recording `meta` describes (its lock held), unless the transport is down.
+    fn deliver(
+        &mut self,
+        cfg: &Config,
+        spool: &Spool,
+        meta: &mut Meta,
+        report: &mut Report,
+        log: &mut Logger,
+    ) {
+        let id = meta.id.clone();
+        if let Some(first) = &self.transport_failed_for {
+            let what = match TransportSpec::parse(&cfg.mail.transport) {
+                Ok(TransportSpec::Smtp { .. }) => "the server",
+                _ => "the mail transport",
+            };
+            report
+                .deferred
+                .push((id, format!("not tried: {what} failed for {first}")));
+            return;
+        }
+        let outcome = deliver(cfg, spool, State::Queue, meta, log);
+        if matches!(outcome, Outcome::TransportDown(_)) {
+            self.transport_failed_for = Some(id.clone());
+        }
+        record(report, &id, outcome);
+    }
+}
+
 fn record(report: &mut Report, id: &str, o: Outcome) {
     match o {
         Outcome::Sent => report.sent.push(id.to_string()),
-        Outcome::Deferred(e) => report.deferred.push((id.to_string(), e)),
+        Outcome::Deferred(e) | Outcome::TransportDown(e) => {
+            report.deferred.push((id.to_string(), e))
+        }
         Outcome::Failed(e) => report.failed.push((id.to_string(), e)),
         Outcome::Disabled => report.disabled += 1,
     }
@@ -1140,7 +1327,17 @@ mod tests {
         let (_d, spool, meta) = finished(b"Script started\n", b"");
         let dir = spool.recording_dir(State::Active, &meta.id);
         let mut report = Report::default();
-        let read = read_meta(&dir, "20261122T090000Z-b-000000000009", &mut report);
+        let mut log = Logger::new(&crate::config::Syslog {
+            target: "none".into(),
+            ..Default::default()
+        });
+        let read = read_meta(
+            &dir,
+            "20261122T090000Z-b-000000000009",
+            &mut report,
+            &mut log,
+        )
+        .unwrap();
         assert_eq!(read.id, "20261122T090000Z-b-000000000009");
         assert!(
             report
@@ -1150,8 +1347,55 @@ mod tests {
             "{report:?}"
         );
         let mut clean = Report::default();
-        assert_eq!(read_meta(&dir, &meta.id, &mut clean).id, meta.id);
+        assert_eq!(
+            read_meta(&dir, &meta.id, &mut clean, &mut log).unwrap().id,
+            meta.id
+        );
         assert!(clean.errors.is_empty(), "{clean:?}");
+    }
+
+    /// A sendmail that cannot be run is the transport down: the first recording is charged the attempt, the rest
+    /// of the run is not tried, and keeps its counters.
+    #[test]
+    fn a_transport_that_is_down_is_tried_once_per_flush() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut cfg, spool) = spool_in(d.path(), with_transport("none"));
+        let ids = [
+            "20261203T101500Z-alice-000000000001",
+            "20261203T101600Z-alice-000000000002",
+        ];
+        for id in ids {
+            let dir = spool.create_active(id).unwrap();
+            std::fs::write(dir.join(layout::TYPESCRIPT), b"Script started\n").unwrap();
+            std::fs::write(dir.join(layout::TIMING), b"").unwrap();
+            let mut meta = Meta {
+                id: id.into(),
+                end: Some("2026-12-03 10:15:05+00:00".into()),
+                ..Meta::default()
+            };
+            enqueue(&cfg, &spool, &mut meta).unwrap();
+        }
+        cfg.mail.transport = "sendmail".into();
+        cfg.mail.to = vec!["auditors@example.com".into()];
+        cfg.mail.sendmail_path = d.path().join("no-such-sendmail");
+        let mut log = Logger::new(&cfg.syslog);
+        let r = flush(&cfg, &spool, false, &mut log).unwrap();
+        assert_eq!(r.deferred.len(), 2, "{r:?}");
+        assert_eq!(r.deferred[0].0, ids[0]);
+        assert!(r.deferred[0].1.contains("cannot run "), "{r:?}");
+        assert_eq!(
+            r.deferred[1],
+            (
+                ids[1].to_string(),
+                format!("not tried: the mail transport failed for {}", ids[0])
+            )
+        );
+        let attempts = |id: &str| {
+            Meta::read(&spool.recording_dir(State::Queue, id).join(layout::META))
+                .unwrap()
+                .attempts
+        };
+        assert_eq!((attempts(ids[0]), attempts(ids[1])), (1, 0));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The typescript (data) file's header and footer lines, exactly as util-linux 2.38 `script` writes them.
+//! The typescript (data) file's header and footer lines, exactly as util-linux 2.38 `script` writes them (and the
+//! header read back).
 
 use time::{OffsetDateTime, UtcOffset, macros::format_description};
 
@@ -43,6 +44,59 @@ pub fn header(start: &str, info: &HeaderInfo<'_>) -> Vec<u8> {
     format!("Script started on {start} [{}]\n", fields.join(" ")).into_bytes()
 }
 
+/// What a header line written by `header` says; read back for a recording whose meta.json is lost.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ParsedHeader {
+    /// `YYYY-MM-DD HH:MM:SS+HH:MM`, as written.
+    pub start: String,
+    pub command: Option<String>,
+    pub term: Option<String>,
+    pub tty: Option<String>,
+    pub columns: u16,
+    pub lines: u16,
+}
+
+/// Parse a `Script started on …` line (as `header` writes it, with or without its newline). The fields are taken
+/// from the right, where their values cannot hold quotes (TTY, COLUMNS, LINES); the command is what remains. `None`
+/// for anything else.
+pub fn parse_header(line: &[u8]) -> Option<ParsedHeader> {
+    let line = std::str::from_utf8(line).ok()?;
+    let rest = line.strip_suffix('\n').unwrap_or(line);
+    let rest = rest.strip_prefix("Script started on ")?;
+    let (start, fields) = rest.split_once(" [")?;
+    let fields = format!(" {}", fields.strip_suffix(']')?);
+    let mut h = ParsedHeader {
+        start: start.to_string(),
+        ..ParsedHeader::default()
+    };
+    // ` KEY="value"` at the end of `s`: (the rest, value).
+    fn last_field<'a>(s: &'a str, key: &str) -> Option<(&'a str, &'a str)> {
+        let (before, value) = s.rsplit_once(&format!(" {key}=\""))?;
+        Some((before, value.strip_suffix('"')?))
+    }
+    let mut rest = fields.as_str();
+    if let Some(r) = rest.strip_suffix(" <not executed on terminal>") {
+        rest = r;
+    } else {
+        let (r, lines) = last_field(rest, "LINES")?;
+        let (r, columns) = last_field(r, "COLUMNS")?;
+        let (r, tty) = last_field(r, "TTY")?;
+        h.lines = lines.parse().ok()?;
+        h.columns = columns.parse().ok()?;
+        h.tty = Some(tty.to_string());
+        rest = r;
+        if let Some((r, term)) = last_field(rest, "TERM") {
+            h.term = Some(term.to_string());
+            rest = r;
+        }
+    }
+    if !rest.is_empty() {
+        let c = rest.strip_prefix(" COMMAND=\"")?.strip_suffix('"')?;
+        h.command = Some(c.to_string());
+    }
+    Some(h)
+}
+
 /// `\nScript done on <time> [<status>]\n`, with status `COMMAND_EXIT_CODE="n"` or an explicit mark such as
 /// `<recorder killed>`.
 pub fn footer(end: &str, exit_code: Option<i32>, mark: Option<&str>) -> Vec<u8> {
@@ -73,6 +127,44 @@ mod tests {
         assert_eq!(
             String::from_utf8(h).unwrap(),
             "Script started on 2026-11-22 03:58:47+00:00 [COMMAND=\"echo hi; echo x\" TERM=\"xterm-256color\" TTY=\"/dev/pts/0\" COLUMNS=\"100\" LINES=\"30\"]\n"
+        );
+    }
+
+    #[test]
+    fn a_header_reads_back_as_written() {
+        let full = HeaderInfo {
+            command: Some("echo \"TTY=\\\"x\\\"\""),
+            term: Some("xterm-256color"),
+            tty: Some("/dev/pts/0"),
+            columns: 100,
+            lines: 30,
+        };
+        let bare = HeaderInfo {
+            command: None,
+            term: None,
+            tty: Some("/dev/pts/3"),
+            columns: 80,
+            lines: 24,
+        };
+        let no_tty = HeaderInfo {
+            command: Some("ls"),
+            term: None,
+            tty: None,
+            columns: 0,
+            lines: 0,
+        };
+        for info in [full, bare, no_tty] {
+            let h = parse_header(&header("2026-11-22 03:58:47+01:00", &info)).unwrap();
+            assert_eq!(h.start, "2026-11-22 03:58:47+01:00");
+            assert_eq!(h.command.as_deref(), info.command);
+            assert_eq!(h.term.as_deref(), info.term);
+            assert_eq!(h.tty.as_deref(), info.tty);
+            assert_eq!((h.columns, h.lines), (info.columns, info.lines));
+        }
+        assert_eq!(parse_header(b"partial output"), None);
+        assert_eq!(
+            parse_header(b"Script started on x [TTY=\"/dev/pts/1\"]\n"),
+            None
         );
     }
 

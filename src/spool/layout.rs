@@ -163,7 +163,8 @@ impl Spool {
         Ok(dst)
     }
 
-    /// Recording ids in a state, oldest first (ids sort by time).
+    /// Recording ids in a state, oldest first (ids sort by time): directories only, never what a symlink points to
+    /// (`strays` lists the rest).
     pub fn list(&self, state: State) -> Result<Vec<String>> {
         let d = self.state_dir(state);
         let mut ids = Vec::new();
@@ -176,6 +177,7 @@ impl Spool {
             let e = e.with_context(|| format!("cannot read {}", d.display()))?;
             if let Some(name) = e.file_name().to_str()
                 && valid_id(name)
+                && e.file_type().is_ok_and(|t| t.is_dir())
             {
                 ids.push(name.to_string());
             }
@@ -184,7 +186,38 @@ impl Spool {
         Ok(ids)
     }
 
-    /// Where a recording is now.
+    /// The entries of a state directory that are not directories (nothing auditty makes: damage, or someone's
+    /// doing), each with what it is (`a symlink to …`, `a plain file of N bytes`, …), read without following them.
+    pub fn strays(&self, state: State) -> Vec<(PathBuf, String)> {
+        let Ok(rd) = std::fs::read_dir(self.state_dir(state)) else {
+            return Vec::new();
+        };
+        let mut v: Vec<(PathBuf, String)> = rd
+            .flatten()
+            .filter_map(|e| {
+                let md = e.metadata().ok()?; // lstat: a symlink is not followed
+                let p = e.path();
+                let ft = md.file_type();
+                let what = if ft.is_dir() {
+                    return None;
+                } else if ft.is_symlink() {
+                    match std::fs::read_link(&p) {
+                        Ok(t) => format!("a symlink to {}", t.display()),
+                        Err(_) => "a symlink".to_string(),
+                    }
+                } else if ft.is_file() {
+                    format!("a plain file of {} bytes", md.len())
+                } else {
+                    "a special file (FIFO, socket or device)".to_string()
+                };
+                Some((p, what))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Where a recording is now (a directory, not a symlink to one).
     pub fn find(&self, id: &str) -> Option<(State, PathBuf)> {
         if !valid_id(id) {
             return None;
@@ -192,7 +225,7 @@ impl Spool {
         State::ALL
             .into_iter()
             .map(|st| (st, self.recording_dir(st, id)))
-            .find(|(_, p)| p.is_dir())
+            .find(|(_, p)| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()))
     }
 }
 
