@@ -934,6 +934,20 @@ fn a_symlink_or_a_plain_file_in_the_spool_is_reported_never_followed_nor_removed
     );
 }
 
+/// `n` sessions recorded while no transport is configured, each queued with its writer gone.
+fn queued_and_settled(env: &Env, n: usize, tag: &str) -> Vec<PathBuf> {
+    let mut queued = Vec::new();
+    for i in 0..n {
+        let mut t = session(env, &format!("echo {tag}-{i}"));
+        t.expect(&format!("{tag}-{i}"), T);
+        t.wait(T);
+        queued = env.wait_for("queue", i + 1, T);
+        assert_eq!(queued.len(), i + 1);
+        wait_gone(meta(&queued[i])["writer_pid"].as_u64().unwrap() as u32);
+    }
+    queued
+}
+
 #[test]
 fn a_silent_server_is_named_with_its_timeout_and_the_rest_of_the_run_waits_untried() {
     // Stands for a hung MTA: the kernel completes the TCP handshake on this listening socket (the client's connect
@@ -941,15 +955,7 @@ fn a_silent_server_is_named_with_its_timeout_and_the_rest_of_the_run_waits_untri
     let hung_mta = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = hung_mta.local_addr().unwrap().port();
     let env = env_with("", "transport = \"none\"\n");
-    let mut queued = Vec::new();
-    for i in 0..3 {
-        let mut t = session(&env, &format!("echo silent-server-{i}"));
-        t.expect(&format!("silent-server-{i}"), T);
-        t.wait(T);
-        queued = env.wait_for("queue", i + 1, T);
-        assert_eq!(queued.len(), i + 1);
-        wait_gone(meta(&queued[i])["writer_pid"].as_u64().unwrap() as u32);
-    }
+    let queued = queued_and_settled(&env, 3, "silent-server");
     let before: Vec<serde_json::Value> = queued.iter().map(|d| meta(d)).collect();
     let url = format!("smtp://127.0.0.1:{port}");
     set_config(
@@ -1001,4 +1007,45 @@ fn a_silent_server_is_named_with_its_timeout_and_the_rest_of_the_run_waits_untri
     hung_mta.set_nonblocking(true).unwrap();
     let connections = std::iter::from_fn(|| hung_mta.accept().ok()).count();
     assert_eq!(connections, 1);
+}
+
+#[test]
+fn a_server_closing_with_421_is_tried_once_per_flush() {
+    // Stands for an MTA that is shutting down or overloaded: it greets every connection with 421 and hangs up.
+    let closing_mta = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closing_mta.local_addr().unwrap().port();
+    let greeter = closing_mta.try_clone().unwrap();
+    std::thread::spawn(move || {
+        for c in greeter.incoming() {
+            let Ok(mut c) = c else { return };
+            let _ = std::io::Write::write_all(
+                &mut c,
+                b"421 4.3.2 mx.test shutting down, closing channel\r\n",
+            );
+        }
+    });
+    let env = env_with("", "transport = \"none\"\n");
+    let queued = queued_and_settled(&env, 2, "closing-server");
+    let url = format!("smtp://127.0.0.1:{port}");
+    set_config(&env, "", &smtp_mail(&url));
+    let f = run(&env, &["flush"]);
+    assert_eq!(f.status.code(), Some(75), "try later: {}", text(&f));
+    let err = String::from_utf8_lossy(&f.stderr);
+    let first = name(&queued[0]);
+    assert!(
+        err.contains(&format!("{first} stays queued: {url}:")) && err.contains("shutting down"),
+        "{}",
+        text(&f)
+    );
+    assert!(
+        err.contains(&format!(
+            "{} stays queued: not tried: the server failed for {first}",
+            name(&queued[1])
+        )),
+        "{}",
+        text(&f)
+    );
+    assert_eq!(env.recordings("queue"), queued);
+    assert_eq!(meta(&queued[0])["attempts"], 1);
+    assert_eq!(meta(&queued[1])["attempts"], 0);
 }

@@ -621,8 +621,8 @@ pub fn send(cfg: &Config, message: &Message) -> Result<(), SendError> {
     }
 }
 
-/// What an SMTP failure means for the queue. The server's answers (4xx, 5xx, a reply that does not parse) concern
-/// this message; anything else is the connection failing (refused, unreachable, reset, TLS, no reply): the transport
+/// What an SMTP failure means for the queue. The server's answers (4xx but 421, 5xx, a reply that does not parse)
+/// concern this message; a 421 and anything else is the connection failing (refused, unreachable, reset, TLS, no reply): the transport
 /// is down. No reply within the timeout shows as EAGAIN (a socket read timeout) or ETIMEDOUT (connect): say what it
 /// is, naming the server and the setting, rather than "Resource temporarily unavailable".
 fn smtp_send_error(
@@ -634,7 +634,10 @@ fn smtp_send_error(
 ) -> SendError {
     let no_reply = io_error_kind(e)
         .is_some_and(|k| matches!(k, io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut));
-    let answered = e.is_response() || e.is_transient() || e.is_permanent() || e.is_client();
+    // 421 "service not available, closing transmission channel" is the server going away, for every message alike.
+    let closing = e.status().is_some_and(|c| c.to_string() == "421");
+    let answered =
+        !closing && (e.is_response() || e.is_transient() || e.is_permanent() || e.is_client());
     let message = if no_reply {
         let server = if host.contains(':') {
             format!("[{host}]:{port}")
