@@ -3,12 +3,16 @@
 //! in syslog; the PTY stays registered, so the shell's profile does not start a nested session), with closed the shell
 //! never runs. Real rsyslogd, real PTY; the spool is broken by making `active` a file (root can write anywhere, so
 //! permissions would not do).
+//!
+//! An orphaned recording whose timing holds malformed lines is repaired by `auditty flush` into one that plays.
 
 mod common;
 
 use std::time::Duration;
 
-use common::pty::Term;
+use common::formats::{play_ok, s, scriptreplay};
+use common::pty::{Term, find, wait_until};
+use common::rec::Rec;
 use common::rsyslog::{self, Rsyslog};
 use common::*;
 
@@ -140,4 +144,104 @@ fn closed_policy_with_a_working_spool_records_as_usual() {
     let ts = String::from_utf8_lossy(&read(&recs[0].join("typescript"))).into_owned();
     assert!(ts.contains("fine-42\r\n"), "{ts}");
     assert!(ts.ends_with("[COMMAND_EXIT_CODE=\"0\"]\n"), "{ts}");
+}
+
+/// A recording orphaned (both recorder processes killed) whose timing holds lines that `auditty play` and
+/// `scriptreplay` reject: `auditty flush` completes it with those lines dropped, and it plays with both.
+#[test]
+fn orphan_with_garbage_timing_lines_is_repaired_into_one_that_plays() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let env = Env::new("[mail]\ntransport = \"none\"\n[record]\ntiming = \"advanced\"\n");
+    let mut t = Term::session(
+        &env,
+        &[
+            "-c",
+            "printf 'before-the-kill\\n'; seq 1 300; exec sleep 30",
+        ],
+    );
+    t.expect("300\r\n", 10);
+    let writer = common::pty::writer_pid(&env);
+    let dir = env.recordings("active").remove(0);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            find(&read(&dir.join("typescript")), b"300\r\n").is_some()
+        }),
+        "the writer stored the output"
+    );
+    // Stop the relay first, so that it cannot end the session itself when it sees its writer die.
+    kill(t.pid(), Signal::SIGSTOP).unwrap();
+    kill(Pid::from_raw(writer), Signal::SIGKILL).unwrap();
+    kill(t.pid(), Signal::SIGKILL).unwrap();
+    t.wait(Duration::from_secs(10));
+    assert!(wait_until(Duration::from_secs(10), || !common::pty::alive(
+        writer
+    )));
+    // Garbage among the timing's lines, as a crash or a bad disk leaves it: each is a line play refuses.
+    let timing = read(&dir.join("timing"));
+    let (head, tail) = timing.split_at(find(&timing, b"\nO ").expect("an output entry") + 1);
+    let garbage: &[&[u8]] = &[
+        b"S 0.1 SIGWINCH ROWS=40 COLS=120\n",
+        b"O 0.5 3\n",
+        b"H 1234567890123.000000 NOTE x\n",
+        b"O 0.000001 17 \n",
+        b"\n",
+    ];
+    let mut spoiled = head.to_vec();
+    for g in garbage {
+        spoiled.extend_from_slice(g);
+    }
+    spoiled.extend_from_slice(tail);
+    std::fs::write(dir.join("timing"), &spoiled).unwrap();
+    assert!(
+        !common::formats::play(None, &["--max-delay", "0", s(&dir)])
+            .status
+            .success(),
+        "the spoiled timing does not play"
+    );
+
+    let f = env.cmd(&["flush"]).output().unwrap();
+    assert!(f.status.success(), "{f:?}");
+    let queued = env.wait_for("queue", 1, Duration::from_secs(10));
+    assert_eq!(queued.len(), 1, "{f:?}");
+    let rec = Rec::load(&queued[0]);
+    rec.assert_timing_well_formed();
+    for g in garbage {
+        let g = String::from_utf8_lossy(g);
+        assert!(
+            !rec.timing.lines().any(|l| l == g.trim_end_matches('\n')),
+            "{g:?} dropped"
+        );
+    }
+    assert_eq!(
+        rec.meta_str("end_reason"),
+        Some("incomplete"),
+        "{}",
+        rec.meta
+    );
+    assert!(
+        rec.meta["write_errors"]
+            .to_string()
+            .contains("the timing file was repaired"),
+        "{}",
+        rec.meta
+    );
+    let body = String::from_utf8_lossy(&rec.data);
+    assert!(
+        body.contains("before-the-kill\r\n") && body.contains("300\r\n"),
+        "{body}"
+    );
+    assert_eq!(
+        play_ok(None, &["--max-delay", "0", s(&queued[0])]),
+        rec.data
+    );
+    let mut want = rec.data.clone();
+    want.push(b'\n');
+    assert!(
+        scriptreplay(
+            &queued[0],
+            &["-m", "0.01", "-T", "timing", "-O", "typescript"]
+        ) == want,
+        "scriptreplay reproduces the typescript's body"
+    );
 }
