@@ -1,4 +1,5 @@
-//! Playback of recordings: a strict parser for util-linux timing files (classic and advanced), the data files
+//! Playback of recordings: a strict parser for util-linux timing files (classic and advanced; its line parser,
+//! `parse_line`, is also what `deliver::timing` repairs timings with), the data files
 //! behind them (plain or gzip, header line skipped), and a paced writer of the recorded bytes of one stream.
 //!
 //! Playing is two passes over the timing file: `scan` checks every line and that the chosen stream's entries fit in

@@ -78,6 +78,15 @@ impl Timing {
         t
     }
 
+    /// What the repair dropped, for the recording's problems list; `None` when every line was kept.
+    pub fn dropped_note(&self) -> Option<String> {
+        match self.dropped_lines {
+            0 => None,
+            1 => Some("1 malformed timing line was dropped".into()),
+            n => Some(format!("{n} malformed timing lines were dropped")),
+        }
+    }
+
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
         for e in &self.entries {
@@ -288,6 +297,10 @@ O 0.000090 9";
             t.dropped_lines, 9,
             "eight malformed lines and the unterminated last one"
         );
+        assert_eq!(
+            t.dropped_note().as_deref(),
+            Some("9 malformed timing lines were dropped")
+        );
         let out = t.render();
         assert_eq!(
             String::from_utf8_lossy(&out),
@@ -307,6 +320,7 @@ S 0.000080 SIGWINCH ROWS=24 COLS=80\nH 0.000000 EXIT_CODE 0\n"
         assert_eq!(n, 6);
         let t = Timing::parse(b"0.000001 4\n1.5 2\n0.1234567 3\n1 3\n0.000002 5\n");
         assert_eq!((t.dropped_lines, t.totals()), (3, [9, 0]));
+        assert_eq!(Timing::parse(b"0.000001 4\n").dropped_note(), None);
     }
 
     #[test]
