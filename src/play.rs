@@ -1,4 +1,5 @@
-//! Playback of recordings: a strict parser for util-linux timing files (classic and advanced), the data files
+//! Playback of recordings: a strict parser for util-linux timing files (classic and advanced; its line parser,
+//! `parse_line`, is also what `deliver::timing` repairs timings with), the data files
 //! behind them (plain or gzip, header line skipped), and a paced writer of the recorded bytes of one stream.
 //!
 //! Playing is two passes over the timing file: `scan` checks every line and that the chosen stream's entries fit in
@@ -254,112 +255,119 @@ impl<R: BufRead> TimingReader<R> {
     }
 
     fn parse(&self, format: Format, line: &[u8]) -> Result<Entry, TimingError> {
-        if line.is_empty() {
-            return self.err("empty line");
+        parse_line(format, line).or_else(|m| self.err(m))
+    }
+}
+
+/// One timing line (without its `\n`) of a file in `format`, checked as strictly as scriptreplay reads it (and
+/// stricter where scriptreplay fails silently): the one grammar of timing lines, shared by playing and by the repair
+/// of a recording's timing (`deliver::timing`). The error says what is wrong with the line.
+pub fn parse_line(format: Format, line: &[u8]) -> Result<Entry, String> {
+    if line.is_empty() {
+        return Err("empty line".into());
+    }
+    match format {
+        Format::Classic => {
+            check_data_line(line)?;
+            let (delay_us, size) = delay_size(line, line, "classic line")?;
+            Ok(Entry::Data {
+                stream: Stream::Out,
+                delay_us,
+                size,
+            })
         }
-        match format {
-            Format::Classic => {
-                self.check_data_line(line)?;
-                let (delay_us, size) = self.delay_size(line, line, "classic line")?;
-                Ok(Entry::Data {
-                    stream: Stream::Out,
-                    delay_us,
-                    size,
-                })
+        Format::Advanced => {
+            let kind = line[0];
+            if !matches!(kind, b'O' | b'I' | b'S' | b'H') {
+                return Err(format!(
+                    "unknown entry type '{}' (expected O, I, S or H)",
+                    show(&line[..1])
+                ));
             }
-            Format::Advanced => {
-                let kind = line[0];
-                if !matches!(kind, b'O' | b'I' | b'S' | b'H') {
-                    return self.err(format!(
-                        "unknown entry type '{}' (expected O, I, S or H)",
-                        show(&line[..1])
-                    ));
+            if line.get(1) != Some(&b' ') {
+                return Err(format!(
+                    "expected a space after '{}', got \"{}\"",
+                    kind as char,
+                    show(line)
+                ));
+            }
+            let rest = &line[1..];
+            let rest = &rest[rest.iter().take_while(|&&b| b == b' ').count()..];
+            match kind {
+                b'O' | b'I' => {
+                    check_data_line(line)?;
+                    let (delay_us, size) = delay_size(rest, line, "O/I line")?;
+                    let stream = if kind == b'O' {
+                        Stream::Out
+                    } else {
+                        Stream::In
+                    };
+                    Ok(Entry::Data {
+                        stream,
+                        delay_us,
+                        size,
+                    })
                 }
-                if line.get(1) != Some(&b' ') {
-                    return self.err(format!(
-                        "expected a space after '{}', got \"{}\"",
-                        kind as char,
-                        show(line)
-                    ));
-                }
-                let rest = &line[1..];
-                let rest = &rest[rest.iter().take_while(|&&b| b == b' ').count()..];
-                match kind {
-                    b'O' | b'I' => {
-                        self.check_data_line(line)?;
-                        let (delay_us, size) = self.delay_size(rest, line, "O/I line")?;
-                        let stream = if kind == b'O' {
-                            Stream::Out
-                        } else {
-                            Stream::In
-                        };
-                        Ok(Entry::Data {
-                            stream,
+                _ => {
+                    let f = fields(rest, 3);
+                    let delay_us = parse_delay(f[0])?;
+                    let name = f.get(1).copied().unwrap_or_default();
+                    if name.is_empty() {
+                        return Err(format!("{} line without a name", kind as char));
+                    }
+                    if name.len() > MAX_NAME || !name.iter().all(|b| b.is_ascii_graphic()) {
+                        return Err(format!("bad entry name \"{}\"", show(name)));
+                    }
+                    let name = String::from_utf8_lossy(name).into_owned();
+                    let value =
+                        String::from_utf8_lossy(f.get(2).copied().unwrap_or_default()).into_owned();
+                    Ok(if kind == b'S' {
+                        Entry::Signal {
                             delay_us,
-                            size,
-                        })
-                    }
-                    _ => {
-                        let f = fields(rest, 3);
-                        let delay_us = parse_delay(f[0]).or_else(|m| self.err(m))?;
-                        let name = f.get(1).copied().unwrap_or_default();
-                        if name.is_empty() {
-                            return self.err(format!("{} line without a name", kind as char));
+                            name,
+                            value,
                         }
-                        if name.len() > MAX_NAME || !name.iter().all(|b| b.is_ascii_graphic()) {
-                            return self.err(format!("bad entry name \"{}\"", show(name)));
+                    } else {
+                        Entry::Info {
+                            delay_us,
+                            name,
+                            value,
                         }
-                        let name = String::from_utf8_lossy(name).into_owned();
-                        let value = String::from_utf8_lossy(f.get(2).copied().unwrap_or_default())
-                            .into_owned();
-                        Ok(if kind == b'S' {
-                            Entry::Signal {
-                                delay_us,
-                                name,
-                                value,
-                            }
-                        } else {
-                            Entry::Info {
-                                delay_us,
-                                name,
-                                value,
-                            }
-                        })
-                    }
+                    })
                 }
             }
         }
     }
+}
 
-    /// Whitespace rules scriptreplay enforces silently (it stops playing without a word): say what is wrong.
-    fn check_data_line(&self, line: &[u8]) -> Result<(), TimingError> {
-        if line.ends_with(b"\r") {
-            return self.err("CRLF line ending (timing files use LF only)");
-        }
-        if line.last().is_some_and(|b| b.is_ascii_whitespace()) {
-            return self.err("trailing whitespace");
-        }
-        if line[0].is_ascii_whitespace() {
-            return self.err("leading whitespace");
-        }
-        if let Some(c) = line.iter().find(|b| b.is_ascii_control()) {
-            return self.err(format!("unexpected control character 0x{c:02x}"));
-        }
-        Ok(())
+/// Whitespace rules scriptreplay enforces silently (it stops playing without a word): say what is wrong.
+fn check_data_line(line: &[u8]) -> Result<(), String> {
+    if line.ends_with(b"\r") {
+        return Err("CRLF line ending (timing files use LF only)".into());
     }
+    if line.last().is_some_and(|b| b.is_ascii_whitespace()) {
+        return Err("trailing whitespace".into());
+    }
+    if line[0].is_ascii_whitespace() {
+        return Err("leading whitespace".into());
+    }
+    if let Some(c) = line.iter().find(|b| b.is_ascii_control()) {
+        return Err(format!("unexpected control character 0x{c:02x}"));
+    }
+    Ok(())
+}
 
-    fn delay_size(&self, f: &[u8], line: &[u8], what: &str) -> Result<(u64, u64), TimingError> {
-        let f = fields(f, 3);
-        if f.len() != 2 {
-            return self.err(format!(
-                "{what}: want \"SECONDS.MICROSECONDS SIZE\", got \"{}\"",
-                show(line)
-            ));
-        }
-        let delay = parse_delay(f[0]).or_else(|m| self.err(m))?;
-        let size = parse_size(f[1]).or_else(|m| self.err(m))?;
-        Ok((delay, size))
+fn delay_size(f: &[u8], line: &[u8], what: &str) -> Result<(u64, u64), String> {
+    let f = fields(f, 3);
+    if f.len() != 2 {
+        return Err(format!(
+            "{what}: want \"SECONDS.MICROSECONDS SIZE\", got \"{}\"",
+            show(line)
+        ));
     }
+    let delay = parse_delay(f[0])?;
+    let size = parse_size(f[1])?;
+    Ok((delay, size))
 }
 
 // ------------------------------------------------------------------------------------------------------------

@@ -3,13 +3,21 @@
 //! in syslog; the PTY stays registered, so the shell's profile does not start a nested session), with closed the shell
 //! never runs. Real rsyslogd, real PTY; the spool is broken by making `active` a file (root can write anywhere, so
 //! permissions would not do).
+//!
+//! A spool that fills up during the session (a tiny tmpfs in a private mount namespace): the session goes on, and the
+//! recording that is queued is a consistent pair, whose timing describes exactly the bytes its typescript holds, so
+//! `scriptreplay` and `auditty play` replay all of them.
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::pty::Term;
+use common::formats::{play_ok, s, scriptreplay};
+use common::pty::{Term, find, session_command, wait_until};
+use common::rec::Rec;
 use common::rsyslog::{self, Rsyslog};
+use common::small_disk::SmallDisk;
 use common::*;
 
 fn broken_spool_env(rs: &Rsyslog, policy: &str) -> Env {
@@ -159,4 +167,238 @@ fn closed_policy_with_a_working_spool_records_as_usual() {
     let ts = String::from_utf8_lossy(&read(&recs[0].join("typescript"))).into_owned();
     assert!(ts.contains("fine-42\r\n"), "{ts}");
     assert!(ts.ends_with("[COMMAND_EXIT_CODE=\"0\"]\n"), "{ts}");
+}
+
+/// Output of the full-disk sessions: far more than the 1 MiB spool holds.
+const FLOOD_BYTES: usize = 3_000_000;
+
+/// Run a session that writes `FLOOD_BYTES` into a 1 MiB spool (config `extra`, no mail transport, so the queued
+/// files stay plain) through a real PTY; return the recording it queued (as seen from outside the mount namespace)
+/// once its writer is done, with the disk and the test's directory (which the disk is mounted in) to keep meanwhile.
+fn session_on_a_full_disk(extra: &str) -> (Env, SmallDisk, PathBuf) {
+    let env = Env::new(&format!("[mail]\ntransport = \"none\"\n{extra}"));
+    let disk = SmallDisk::mount(&env.spool, "1m");
+    let cmd = format!(
+        "head -c {FLOOD_BYTES} /dev/zero | tr '\\0' x; echo; echo still-alive-$((6*7)); exit 3"
+    );
+    let mut t = Term::spawn(
+        disk.enter(&session_command(&env, &[], &["-c", &cmd])),
+        24,
+        80,
+    );
+    // The user's session is not disturbed: it runs to its own end, and the output reaches the terminal.
+    assert_eq!(
+        t.wait_code(Duration::from_secs(60)),
+        3,
+        "the shell's status"
+    );
+    assert!(
+        t.out.iter().filter(|b| **b == b'x').count() >= FLOOD_BYTES * 2 / 3,
+        "the user saw the output: {} bytes",
+        t.out.len()
+    );
+    let queue = disk.inside(&env.spool).join("queue");
+    let queued = || -> Vec<PathBuf> {
+        std::fs::read_dir(&queue)
+            .map(|r| r.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || queued().len() == 1),
+        "one recording queued: {:?}",
+        queued()
+    );
+    let dir = queued().remove(0);
+    let writer = Rec::load(&dir).meta["writer_pid"].as_i64().unwrap() as i32;
+    assert!(
+        wait_until(Duration::from_secs(20), || !common::pty::alive(writer)),
+        "the writer is done"
+    );
+    (env, disk, dir)
+}
+
+/// What a full-disk recording must be: the footer written, meta.json complete and saying what was lost, and a timing
+/// that covers every byte the typescript holds, so that `scriptreplay` and `auditty play` reproduce its body exactly.
+fn assert_consistent_after_a_full_disk(dir: &Path) -> Rec {
+    let rec = Rec::load(dir);
+    assert_eq!(
+        rec.footer_status(),
+        "COMMAND_EXIT_CODE=\"3\"",
+        "{:?}",
+        rec.footer
+    );
+    assert!(
+        !rec.data.is_empty() && rec.data.len() < FLOOD_BYTES,
+        "the disk was full: {} bytes stored",
+        rec.data.len()
+    );
+    rec.assert_timing_well_formed();
+    assert_eq!(
+        rec.timing_output_bytes(),
+        rec.data.len(),
+        "the timing describes exactly the bytes the typescript holds"
+    );
+    assert_eq!(rec.meta_str("end_reason"), Some("exit"), "{}", rec.meta);
+    assert_eq!(rec.meta_i64("exit_status"), Some(3), "{}", rec.meta);
+    let lost = rec.meta_i64("lost_bytes").unwrap() as usize;
+    assert!(lost > 0, "{}", rec.meta);
+    assert_eq!(
+        rec.meta_i64("bytes_out").unwrap() as usize,
+        rec.data.len() + lost,
+        "what was produced is what was stored plus what was lost: {}",
+        rec.meta
+    );
+    let errors = rec.meta["write_errors"].to_string();
+    assert!(
+        errors.contains("typescript: No space left on device (os error 28)"),
+        "{errors}"
+    );
+    let mut want = rec.data.clone();
+    want.push(b'\n');
+    assert!(
+        scriptreplay(dir, &["-m", "0.01", "-t", "timing", "typescript"]) == want,
+        "scriptreplay reproduces the typescript's body"
+    );
+    let o = common::formats::play(None, &["--max-delay", "0", s(dir)]);
+    assert!(
+        o.status.success() && o.stdout == rec.data,
+        "auditty play: {:?}",
+        o.status
+    );
+    assert!(
+        o.stderr.is_empty(),
+        "play has nothing to warn about: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    rec
+}
+
+#[test]
+fn disk_full_mid_session_leaves_a_timing_that_covers_the_typescript() {
+    let (_env, _disk, dir) = session_on_a_full_disk("");
+    let rec = assert_consistent_after_a_full_disk(&dir);
+    assert!(rec.timing.lines().all(|l| !l.starts_with('H')), "classic");
+}
+
+#[test]
+fn disk_full_mid_session_keeps_the_advanced_timing_and_input_consistent() {
+    let (_env, _disk, dir) = session_on_a_full_disk("[record]\ninput = true\n");
+    let rec = assert_consistent_after_a_full_disk(&dir);
+    // The closing entries made it too.
+    assert!(
+        rec.timing.contains("\nH 0.000000 DURATION "),
+        "{}",
+        rec.timing
+    );
+    assert!(
+        rec.timing.ends_with("H 0.000000 EXIT_CODE 3\n"),
+        "{}",
+        &rec.timing[rec.timing.len().saturating_sub(300)..]
+    );
+    let input = read(&dir.join("input"));
+    assert!(
+        input.starts_with(b"Script started on ") && input.ends_with(b"[COMMAND_EXIT_CODE=\"3\"]\n"),
+        "the input file has its footer too"
+    );
+    assert_eq!(play_ok(None, &["--max-delay", "0", s(&dir)]), rec.data);
+}
+
+/// A recording orphaned (both recorder processes killed) whose timing holds lines that `auditty play` and
+/// `scriptreplay` reject: `auditty flush` completes it with those lines dropped, and it plays with both.
+#[test]
+fn orphan_with_garbage_timing_lines_is_repaired_into_one_that_plays() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let env = Env::new("[mail]\ntransport = \"none\"\n[record]\ntiming = \"advanced\"\n");
+    let mut t = Term::session(
+        &env,
+        &[
+            "-c",
+            "printf 'before-the-kill\\n'; seq 1 300; exec sleep 30",
+        ],
+    );
+    t.expect("300\r\n", 10);
+    let writer = common::pty::writer_pid(&env);
+    let dir = env.recordings("active").remove(0);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            find(&read(&dir.join("typescript")), b"300\r\n").is_some()
+        }),
+        "the writer stored the output"
+    );
+    // Stop the relay first, so that it cannot end the session itself when it sees its writer die.
+    kill(t.pid(), Signal::SIGSTOP).unwrap();
+    kill(Pid::from_raw(writer), Signal::SIGKILL).unwrap();
+    kill(t.pid(), Signal::SIGKILL).unwrap();
+    t.wait(Duration::from_secs(10));
+    assert!(wait_until(Duration::from_secs(10), || !common::pty::alive(
+        writer
+    )));
+    // Garbage among the timing's lines, as a crash or a bad disk leaves it: each is a line play refuses.
+    let timing = read(&dir.join("timing"));
+    let (head, tail) = timing.split_at(find(&timing, b"\nO ").expect("an output entry") + 1);
+    let garbage: &[&[u8]] = &[
+        b"S 0.1 SIGWINCH ROWS=40 COLS=120\n",
+        b"O 0.5 3\n",
+        b"H 1234567890123.000000 NOTE x\n",
+        b"O 0.000001 17 \n",
+        b"\n",
+    ];
+    let mut spoiled = head.to_vec();
+    for g in garbage {
+        spoiled.extend_from_slice(g);
+    }
+    spoiled.extend_from_slice(tail);
+    std::fs::write(dir.join("timing"), &spoiled).unwrap();
+    assert!(
+        !common::formats::play(None, &["--max-delay", "0", s(&dir)])
+            .status
+            .success(),
+        "the spoiled timing does not play"
+    );
+
+    let f = env.cmd(&["flush"]).output().unwrap();
+    assert!(f.status.success(), "{f:?}");
+    let queued = env.wait_for("queue", 1, Duration::from_secs(10));
+    assert_eq!(queued.len(), 1, "{f:?}");
+    let rec = Rec::load(&queued[0]);
+    rec.assert_timing_well_formed();
+    for g in garbage {
+        let g = String::from_utf8_lossy(g);
+        assert!(
+            !rec.timing.lines().any(|l| l == g.trim_end_matches('\n')),
+            "{g:?} dropped"
+        );
+    }
+    assert_eq!(
+        rec.meta_str("end_reason"),
+        Some("incomplete"),
+        "{}",
+        rec.meta
+    );
+    assert!(
+        rec.meta["write_errors"]
+            .to_string()
+            .contains("the timing file was repaired"),
+        "{}",
+        rec.meta
+    );
+    let body = String::from_utf8_lossy(&rec.data);
+    assert!(
+        body.contains("before-the-kill\r\n") && body.contains("300\r\n"),
+        "{body}"
+    );
+    assert_eq!(
+        play_ok(None, &["--max-delay", "0", s(&queued[0])]),
+        rec.data
+    );
+    let mut want = rec.data.clone();
+    want.push(b'\n');
+    assert!(
+        scriptreplay(
+            &queued[0],
+            &["-m", "0.01", "-T", "timing", "-O", "typescript"]
+        ) == want,
+        "scriptreplay reproduces the typescript's body"
+    );
 }

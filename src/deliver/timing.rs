@@ -1,5 +1,11 @@
-//! Reading timing files back (classic and advanced) to repair an orphaned recording and to cut a head+tail excerpt
-//! that still replays with `scriptreplay`.
+//! Reading timing files back (classic and advanced) to repair a recording's timing (an orphan's, or one cut short
+//! by a full disk) and to cut a head+tail excerpt that still replays with `scriptreplay`. Lines are read with the
+//! parser `auditty play` uses (`play::parse_line`): what it would reject is dropped (and counted), so a repaired
+//! timing plays.
+
+use crate::play::{self, Format};
+
+pub use crate::cli::Stream;
 
 /// One line of a timing file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,21 +17,14 @@ pub enum Entry {
         len: u64,
     },
     /// `S` and `H` lines of the advanced format, kept verbatim (without the newline).
-    Other(String),
+    Other(Vec<u8>),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
-    Out,
-    In,
-}
-
-impl Stream {
-    fn idx(self) -> usize {
-        match self {
-            Stream::Out => 0,
-            Stream::In => 1,
-        }
+/// Index of a stream in `[output, input]` arrays.
+fn idx(s: Stream) -> usize {
+    match s {
+        Stream::Out => 0,
+        Stream::In => 1,
     }
 }
 
@@ -37,93 +36,74 @@ pub struct Timing {
     pub dropped_lines: usize,
 }
 
-fn valid_delta(s: &str) -> bool {
-    match s.split_once('.') {
-        Some((a, b)) => {
-            !a.is_empty()
-                && a.bytes().all(|c| c.is_ascii_digit())
-                && b.len() == 6
-                && b.bytes().all(|c| c.is_ascii_digit())
-        }
-        None => false,
-    }
-}
-
 impl Timing {
+    /// Parse a timing file; lines `auditty play` would reject (and an unterminated last line) are dropped and
+    /// counted in `dropped_lines`.
     pub fn parse(bytes: &[u8]) -> Timing {
-        let text = String::from_utf8_lossy(bytes);
-        let classic = text.as_bytes().first().is_none_or(|c| c.is_ascii_digit());
+        let classic = bytes.first().is_none_or(|c| c.is_ascii_digit());
+        let format = if classic {
+            Format::Classic
+        } else {
+            Format::Advanced
+        };
         let mut t = Timing {
             classic,
             ..Timing::default()
         };
-        let complete = match text.rfind('\n') {
-            Some(i) => {
-                if i + 1 < text.len() {
-                    t.dropped_lines += 1;
-                }
-                &text[..i + 1]
-            }
-            None => {
-                if !text.is_empty() {
-                    t.dropped_lines += 1;
-                }
-                ""
-            }
+        let complete = match bytes.iter().rposition(|&b| b == b'\n') {
+            Some(i) => &bytes[..i + 1],
+            None => &[][..],
         };
-        for line in complete.lines() {
-            let e = if classic {
-                let mut it = line.split(' ');
-                match (it.next(), it.next(), it.next()) {
-                    (Some(d), Some(n), None) if valid_delta(d) => {
-                        n.parse().ok().map(|len| Entry::Data {
-                            stream: Stream::Out,
-                            delta: d.to_string(),
-                            len,
-                        })
-                    }
-                    _ => None,
+        if complete.len() < bytes.len() {
+            t.dropped_lines += 1;
+        }
+        for line in complete.split_inclusive(|&b| b == b'\n') {
+            let line = &line[..line.len() - 1];
+            match play::parse_line(format, line) {
+                Ok(play::Entry::Data {
+                    stream,
+                    delay_us,
+                    size,
+                }) => t.entries.push(Entry::Data {
+                    stream,
+                    delta: format!("{}.{:06}", delay_us / 1_000_000, delay_us % 1_000_000),
+                    len: size,
+                }),
+                Ok(play::Entry::Signal { .. } | play::Entry::Info { .. }) => {
+                    t.entries.push(Entry::Other(line.to_vec()))
                 }
-            } else {
-                let mut it = line.splitn(3, ' ');
-                match (it.next(), it.next(), it.next()) {
-                    (Some(k @ ("O" | "I")), Some(d), Some(n)) if valid_delta(d) => {
-                        n.parse().ok().map(|len| Entry::Data {
-                            stream: if k == "O" { Stream::Out } else { Stream::In },
-                            delta: d.to_string(),
-                            len,
-                        })
-                    }
-                    (Some("S" | "H"), Some(_), Some(_)) => Some(Entry::Other(line.to_string())),
-                    _ => None,
-                }
-            };
-            match e {
-                Some(e) => t.entries.push(e),
-                None => t.dropped_lines += 1,
+                Err(_) => t.dropped_lines += 1,
             }
         }
         t
     }
 
+    /// What the repair dropped, for the recording's problems list; `None` when every line was kept.
+    pub fn dropped_note(&self) -> Option<String> {
+        match self.dropped_lines {
+            0 => None,
+            1 => Some("1 malformed timing line was dropped".into()),
+            n => Some(format!("{n} malformed timing lines were dropped")),
+        }
+    }
+
     pub fn render(&self) -> Vec<u8> {
-        let mut out = String::new();
+        let mut out = Vec::new();
         for e in &self.entries {
             match e {
                 Entry::Data { stream, delta, len } => {
                     if !self.classic {
-                        out.push(if *stream == Stream::Out { 'O' } else { 'I' });
-                        out.push(' ');
+                        out.extend_from_slice(if *stream == Stream::Out { b"O " } else { b"I " });
                     }
-                    out.push_str(&format!("{delta} {len}\n"));
+                    out.extend_from_slice(format!("{delta} {len}\n").as_bytes());
                 }
                 Entry::Other(l) => {
-                    out.push_str(l);
-                    out.push('\n');
+                    out.extend_from_slice(l);
+                    out.push(b'\n');
                 }
             }
         }
-        out.into_bytes()
+        out
     }
 
     /// Bytes each stream's entries account for: [output, input].
@@ -131,7 +111,7 @@ impl Timing {
         let mut t = [0u64; 2];
         for e in &self.entries {
             if let Entry::Data { stream, len, .. } = e {
-                t[stream.idx()] += len;
+                t[idx(*stream)] += len;
             }
         }
         t
@@ -147,7 +127,7 @@ impl Timing {
         for e in self.entries.drain(..) {
             match e {
                 Entry::Data { stream, delta, len } => {
-                    let i = stream.idx();
+                    let i = idx(stream);
                     let room = have[i].saturating_sub(used[i]);
                     if stream == Stream::In && !input_present {
                         changed = true;
@@ -221,9 +201,9 @@ impl Timing {
         let mut omitted = [0u64; 2];
         for (k, (_, s, len)) in data.iter().enumerate() {
             if k < h {
-                head_bytes[s.idx()] += len;
+                head_bytes[idx(*s)] += len;
             } else if k < t {
-                omitted[s.idx()] += len;
+                omitted[idx(*s)] += len;
             }
         }
         Some(Cut {
@@ -246,7 +226,7 @@ impl Timing {
         entries.extend(
             self.entries[cut.head_end..cut.tail_start]
                 .iter()
-                .filter(|e| matches!(e, Entry::Other(l) if l.starts_with("H ")))
+                .filter(|e| matches!(e, Entry::Other(l) if l.starts_with(b"H ")))
                 .cloned(),
         );
         entries.extend_from_slice(&self.entries[cut.tail_start..]);
@@ -290,6 +270,57 @@ mod tests {
         assert!(!t.classic);
         assert_eq!(t.render(), src.as_bytes());
         assert_eq!(t.totals(), [8, 7]);
+    }
+
+    #[test]
+    fn lines_play_rejects_are_dropped_and_counted() {
+        // Each bad line is one `auditty play` (and scriptreplay) refuses: a delay without six fractional digits, an S
+        // or H line with a bad delay or no name, trailing whitespace, CRLF, an unknown entry type, an empty line.
+        let src = b"H 0.000000 START_TIME 2026-11-22 03:58:54+00:00\n\
+S 0.1 SIGWINCH ROWS=40 COLS=120\n\
+O 0.000010 4\n\
+H 0.0000001 DURATION 1\n\
+S 12345678901.000000 SIGTERM\n\
+O 0.000020 5 \n\
+O 0.000030 6\r\n\
+S 0.000040\n\
+X 0.000050 7\n\
+\n\
+O 00.000060 8\n\
+I 0.000070 3\n\
+S 0.000080 SIGWINCH ROWS=24 COLS=80\n\
+H 0.000000 EXIT_CODE 0\n\
+O 0.000090 9";
+        let t = Timing::parse(src);
+        assert!(!t.classic);
+        assert_eq!(
+            t.dropped_lines, 9,
+            "eight malformed lines and the unterminated last one"
+        );
+        assert_eq!(
+            t.dropped_note().as_deref(),
+            Some("9 malformed timing lines were dropped")
+        );
+        let out = t.render();
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "H 0.000000 START_TIME 2026-11-22 03:58:54+00:00\nO 0.000010 4\nO 0.000060 8\nI 0.000070 3\n\
+S 0.000080 SIGWINCH ROWS=24 COLS=80\nH 0.000000 EXIT_CODE 0\n"
+        );
+        // What is left plays: play's reader takes every line.
+        let mut r = crate::play::TimingReader::new(&out[..]);
+        let mut n = 0;
+        while r
+            .next_entry()
+            .expect("play accepts the repaired timing")
+            .is_some()
+        {
+            n += 1;
+        }
+        assert_eq!(n, 6);
+        let t = Timing::parse(b"0.000001 4\n1.5 2\n0.1234567 3\n1 3\n0.000002 5\n");
+        assert_eq!((t.dropped_lines, t.totals()), (3, [9, 0]));
+        assert_eq!(Timing::parse(b"0.000001 4\n").dropped_note(), None);
     }
 
     #[test]

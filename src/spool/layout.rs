@@ -57,6 +57,10 @@ pub const DATA_FILES: [&str; 4] = [TYPESCRIPT, TIMING, INPUT, COMMANDS];
 pub fn is_data_file_name(name: &str) -> bool {
     DATA_FILES.contains(&name.strip_suffix(".gz").unwrap_or(name))
 }
+
+/// Room the spool writer sets aside in a recording it creates, and releases when it completes it, so that a full disk
+/// still leaves room for the end of the recording (`spool::writer`, RESERVE_BYTES). Never queued.
+pub const RESERVE: &str = ".reserve";
 /// The lock file of recordings made before the lock moved to the directory itself. A writer started by an older
 /// version may still hold it (e.g. across an upgrade), so whoever takes a recording's lock takes this one too when
 /// it exists. It is never created any more.

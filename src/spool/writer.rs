@@ -13,6 +13,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use time::{OffsetDateTime, UtcOffset};
 
 use crate::config::{Config, TimingFormat};
+use crate::deliver::timing::{Entry, Stream, Timing};
 use crate::hook::fifo::{CommandRecord, RecordParser};
 use crate::record::meta::{EndReason, Meta};
 use crate::record::timing::TimingWriter;
@@ -28,6 +29,11 @@ const FLUSH_EVERY: Duration = Duration::from_millis(500);
 const FLUSH_BYTES: usize = 256 << 10;
 /// If the disk refuses writes, keep at most this much waiting, then count the rest as lost.
 const MAX_BACKLOG: usize = 32 << 20;
+/// Room set aside in each recording (`layout::RESERVE`, allocated when the recording is created, released at
+/// `Writer::finish`) for what must be written at the end even when the disk is full: the rest of the timing (the
+/// entries of up to a few MB of stored output), the footers and meta.json. On a tmpfs every file written takes a
+/// whole page: about ten pages are needed, twice that is kept.
+const RESERVE_BYTES: i64 = 64 << 10;
 /// One read of the relay's pipe.
 const READ_CHUNK: usize = 256 << 10;
 /// While a session is active the writer takes the pipe in batches: after each drain it sleeps this long instead of
@@ -64,6 +70,8 @@ pub struct WriterFiles {
     pub input: Option<File>,
     pub commands: File,
     pub lock: Flock<File>,
+    /// The room kept for the end of the recording (`RESERVE_BYTES`), when it could be allocated.
+    pub reserve: Option<PathBuf>,
 }
 
 impl WriterFiles {
@@ -81,8 +89,21 @@ impl WriterFiles {
             },
             commands: layout::create_exclusive(dir, layout::COMMANDS, 0o640)?,
             lock,
+            reserve: reserve_room(dir),
         })
     }
+}
+
+/// Allocate `RESERVE_BYTES` in `dir` (`layout::RESERVE`), for `Writer::finish` to release when the disk is full.
+/// `None` when the disk has not even that much left (or the file cannot be made): the recording goes on without.
+fn reserve_room(dir: &Path) -> Option<PathBuf> {
+    let path = dir.join(layout::RESERVE);
+    let f = layout::create_exclusive(dir, layout::RESERVE, 0o640).ok()?;
+    if nix::fcntl::posix_fallocate(&f, 0, RESERVE_BYTES).is_err() {
+        let _ = std::fs::remove_file(&path);
+        return None;
+    }
+    Some(path)
 }
 
 /// CLOCK_MONOTONIC in nanoseconds.
@@ -96,6 +117,12 @@ struct Sink {
     name: &'static str,
     file: File,
     buf: Vec<u8>,
+    /// Bytes of the stream in the file.
+    stored: u64,
+    /// Parts of the stream that could not be stored and were given up: (offset in the stream, length).
+    dropped: Vec<(u64, u64)>,
+    /// A write has failed (disk full, I/O error): `Writer::finish` makes the files agree again.
+    failed: bool,
 }
 
 impl Sink {
@@ -104,7 +131,29 @@ impl Sink {
             name,
             file,
             buf: Vec::with_capacity(FLUSH_BYTES),
+            stored: 0,
+            dropped: Vec::new(),
+            failed: false,
         }
+    }
+
+    /// Give up what is waiting in the buffer (the disk does not take it); returns its length.
+    fn drop_backlog(&mut self) -> u64 {
+        let len = self.buf.len() as u64;
+        if len > 0 {
+            let at = self.stored + self.dropped.iter().map(|d| d.1).sum::<u64>();
+            self.dropped.push((at, len));
+            self.buf.clear();
+        }
+        len
+    }
+
+    /// Bytes of the stream range [start, start + len) that were given up.
+    fn dropped_within(&self, start: u64, len: u64) -> u64 {
+        self.dropped
+            .iter()
+            .map(|&(at, n)| (at + n).min(start + len).saturating_sub(at.max(start)))
+            .sum()
     }
 
     /// Write the buffer out; on error keep it (up to MAX_BACKLOG) and report. Returns bytes dropped.
@@ -116,6 +165,7 @@ impl Sink {
                 Ok(n) => done += n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
+                    self.failed = true;
                     let msg = format!("{}: {e}", self.name);
                     if errors.last() != Some(&msg) && errors.len() < 20 {
                         errors.push(msg);
@@ -125,10 +175,9 @@ impl Sink {
             }
         }
         self.buf.drain(..done);
+        self.stored += done as u64;
         if self.buf.len() > MAX_BACKLOG {
-            let lost = self.buf.len() as u64;
-            self.buf.clear();
-            return lost;
+            return self.drop_backlog();
         }
         0
     }
@@ -147,6 +196,10 @@ struct Writer {
     end: Option<(i32, EndReason, String)>,
     /// The recorded shell (leader of the PTY's session), from the Started frame.
     shell: Option<nix::unistd::Pid>,
+    /// Length of the data files' header line (`Script started on …`), which comes before the recorded bytes.
+    header_len: u64,
+    /// The room kept for the end of the recording (`RESERVE_BYTES`).
+    reserve: Option<PathBuf>,
 }
 
 /// What the writer sends on its ready pipe once the recording exists (`create_recording_and_run`).
@@ -343,6 +396,8 @@ pub fn run(mut plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
         registration: plan.registration.take(),
         end: None,
         shell: None,
+        header_len: 0,
+        reserve: files.reserve,
         plan,
     };
     std::mem::swap(&mut w.log, &mut log);
@@ -534,6 +589,7 @@ impl Writer {
             lines: m.lines,
         };
         let header = typescript::header(&m.start, &info);
+        self.header_len = header.len() as u64;
         self.ts.buf.extend_from_slice(&header);
         if let Some(i) = &mut self.input {
             i.buf.extend_from_slice(&header);
@@ -719,6 +775,81 @@ impl Writer {
         self.last_flush = Instant::now();
     }
 
+    /// After write errors (a full disk): make the timing file describe exactly the bytes the typescript (and input)
+    /// holds, as `auditty flush` does for an orphan (`Timing::reconcile`): entries for bytes that were given up are
+    /// shortened or dropped, stored bytes without an entry get one, lines cut by a failed write are dropped; then
+    /// `closing` (DURATION, EXIT_CODE). Only what differs from the file is rewritten (it is truncated to what they
+    /// have in common), so this needs little room: the reserve released just before.
+    fn rewrite_timing_for_what_is_stored(&mut self, closing: &[u8]) {
+        use std::os::unix::fs::FileExt;
+        let path = self.plan.dir.join(layout::TIMING);
+        let mut on_disk = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                self.plan
+                    .meta
+                    .write_errors
+                    .push(format!("timing: cannot read it back to repair it: {e}"));
+                return;
+            }
+        };
+        on_disk.truncate(self.tm.stored as usize);
+        let mut text = on_disk.clone();
+        text.extend_from_slice(&self.tm.buf);
+        self.tm.buf.clear();
+        let mut timing = Timing::parse(&text);
+        timing.classic = self.plan.format == TimingFormat::Classic;
+        let streams = [Some(&self.ts), self.input.as_ref()];
+        let mut at = [self.header_len; 2];
+        for e in &mut timing.entries {
+            if let Entry::Data { stream, len, .. } = e {
+                let i = usize::from(*stream == Stream::In);
+                let start = at[i];
+                at[i] += *len;
+                if let Some(sink) = streams[i] {
+                    *len -= sink.dropped_within(start, *len);
+                }
+            }
+        }
+        timing
+            .entries
+            .retain(|e| !matches!(e, Entry::Data { len: 0, .. }));
+        let have = streams.map(|s| s.map_or(0, |s| s.stored.saturating_sub(self.header_len)));
+        timing.reconcile(have, self.input.is_some());
+        let mut fixed = timing.render();
+        fixed.extend_from_slice(closing);
+        let same = fixed
+            .iter()
+            .zip(&on_disk)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let written = self
+            .tm
+            .file
+            .set_len(same as u64)
+            .and_then(|_| self.tm.file.write_all_at(&fixed[same..], same as u64));
+        let m = &mut self.plan.meta;
+        match written {
+            Ok(()) => {
+                self.tm.stored = fixed.len() as u64;
+                let mut note = format!(
+                    "timing: rewritten to describe exactly the {} bytes of output the typescript holds",
+                    have[0]
+                );
+                if self.input.is_some() {
+                    note += &format!(" and the {} bytes of input", have[1]);
+                }
+                if let Some(d) = timing.dropped_note() {
+                    note += &format!(" ({d})");
+                }
+                m.write_errors.push(note);
+            }
+            Err(e) => m.write_errors.push(format!(
+                "timing: cannot repair it after the write errors: {e}"
+            )),
+        }
+    }
+
     /// EOF from the relay: write the footers, sync, complete meta.json, withdraw from the guard, log, queue.
     fn finish(mut self) {
         // The PTY is gone: withdraw it from the guard before anything slow (compression, mail).
@@ -734,29 +865,52 @@ impl Writer {
         };
         let mark = (reason == EndReason::Killed).then_some("recorder killed");
         let footer = typescript::footer(&end_str, status, mark);
-        self.ts.buf.extend_from_slice(&footer);
-        if let Some(i) = &mut self.input {
-            i.buf.extend_from_slice(&footer);
-        }
         let us = duration_ns / 1000;
-        let b = &mut self.tm.buf;
+        let mut closing = Vec::new();
         if self.plan.meta.input_withheld_bytes > 0 {
             self.timing.info(
-                b,
+                &mut closing,
                 "INPUT_WITHHELD",
                 &self.plan.meta.input_withheld_bytes.to_string(),
             );
         }
         if reason != EndReason::Exit {
-            self.timing.info(b, "END", reason.as_str());
+            self.timing.info(&mut closing, "END", reason.as_str());
         }
         self.timing.info(
-            b,
+            &mut closing,
             "DURATION",
             &format!("{}.{:06}", us / 1_000_000, us % 1_000_000),
         );
         if let Some(s) = status {
-            self.timing.info(b, "EXIT_CODE", &s.to_string());
+            self.timing.info(&mut closing, "EXIT_CODE", &s.to_string());
+        }
+        // What the session sent, while the reserve still keeps its room.
+        self.flush(false);
+        let write_failed = [Some(&self.ts), Some(&self.tm), self.input.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|s| s.failed);
+        if write_failed {
+            // The disk refused data: what it still does not take is given up now, so that the room released next
+            // goes to the end of the recording, not to more of its middle.
+            let mut lost = self.ts.drop_backlog() + self.commands.drop_backlog();
+            if let Some(i) = &mut self.input {
+                lost += i.drop_backlog();
+            }
+            self.plan.meta.lost_bytes += lost;
+        }
+        if let Some(reserve) = self.reserve.take() {
+            let _ = std::fs::remove_file(reserve);
+        }
+        if write_failed {
+            self.rewrite_timing_for_what_is_stored(&closing);
+        } else {
+            self.tm.buf.extend_from_slice(&closing);
+        }
+        self.ts.buf.extend_from_slice(&footer);
+        if let Some(i) = &mut self.input {
+            i.buf.extend_from_slice(&footer);
         }
         self.flush(true);
         let _ = self.commands.file.sync_data();

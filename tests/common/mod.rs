@@ -110,6 +110,7 @@ pub fn read(p: &Path) -> Vec<u8> {
 pub mod deliver;
 pub mod formats;
 pub mod rsyslog;
+pub mod small_disk;
 
 /// Ports handed to this test process's servers so far (`unclaimed_port`).
 static CLAIMED_PORTS: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
