@@ -339,7 +339,7 @@ fn full_disk_keeps_the_session_working_reports_it_and_loses_nothing_queued() {
     assert!(m.body.contains("PROBLEMS"), "{}", m.body);
     assert!(
         m.body
-            .contains("recorder: typescript: No space left on device (os error 28)"),
+            .contains("spool: typescript: No space left on device (os error 28)"),
         "{}",
         m.body
     );

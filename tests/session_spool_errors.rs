@@ -379,9 +379,13 @@ fn orphan_with_garbage_timing_lines_is_repaired_into_one_that_plays() {
     assert!(
         rec.meta["write_errors"]
             .to_string()
-            .contains("the timing file was repaired"),
+            .contains("the timing file was repaired: 5 malformed timing lines were dropped"),
         "{}",
         rec.meta
+    );
+    assert!(
+        !queued[0].join(".reserve").exists(),
+        "the writer's reserve is released by the repair, not queued"
     );
     let body = String::from_utf8_lossy(&rec.data);
     assert!(

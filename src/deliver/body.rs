@@ -435,7 +435,7 @@ pub fn render(b: &BodyInput<'_>) -> String {
         } else {
             String::new()
         };
-        problems.push(format!("recorder: {}{times}", e(w, 500)));
+        problems.push(format!("spool: {}{times}", e(w, 500)));
     }
     let stored = b
         .attachments

@@ -368,6 +368,9 @@ pub fn complete_orphan(dir: &Path, meta: &mut Meta) -> Result<()> {
     let ts_path = dir.join(layout::TYPESCRIPT);
     let in_path = dir.join(layout::INPUT);
     let tm_path = dir.join(layout::TIMING);
+    // The room the writer set aside for the end of the recording: the repair below is that end (on a disk that may
+    // still be full), and the file is no part of what is queued.
+    let _ = std::fs::remove_file(dir.join(layout::RESERVE));
     if !ts_path.exists() {
         // The writer vanished before it created the data files (its first act after the fork, while the shell starts),
         // so nothing was recorded: complete an empty typescript, with the header the writer would have written.
@@ -442,10 +445,10 @@ pub fn complete_orphan(dir: &Path, meta: &mut Meta) -> Result<()> {
     meta.write_errors.push(format!(
         "both recorder processes vanished; completed by auditty flush at {} (the last half second of output may be missing{})",
         typescript::script_time(OffsetDateTime::now_utc(), offset),
-        if timing.dropped_lines > 0 || changed {
-            ", the timing file was repaired"
-        } else {
-            ""
+        match (timing.dropped_note(), changed) {
+            (Some(d), _) => format!(", the timing file was repaired: {d}"),
+            (None, true) => ", the timing file was repaired".to_string(),
+            (None, false) => String::new(),
         }
     ));
     meta.write(dir)?;

@@ -167,7 +167,7 @@ impl Sink {
                 Err(e) => {
                     self.failed = true;
                     let msg = format!("{}: {e}", self.name);
-                    if errors.last() != Some(&msg) && errors.len() < 20 {
+                    if !errors.contains(&msg) && errors.len() < 20 {
                         errors.push(msg);
                     }
                     break;
