@@ -797,6 +797,34 @@ fn a_queued_recording_without_meta_json_is_rebuilt_and_mailed() {
     assert_eq!(meta(&sent[0])["tty"], recorded["tty"]);
 }
 
+/// `flush --all` takes a failed recording without meta.json back too (it used to be skipped without a word), and
+/// it is mailed with its meta rebuilt.
+#[test]
+fn a_failed_recording_without_meta_json_comes_back_with_flush_all() {
+    let mta = Mta::start();
+    let env = env_with("", "transport = \"none\"\n");
+    let (dir, id) = queued_then_mailed_to(&env, &mta, "failed-lost-meta-session");
+    let failed = env.spool.join("failed").join(&id);
+    std::fs::rename(&dir, &failed).unwrap();
+    std::fs::remove_file(failed.join("meta.json")).unwrap();
+    let f = run(&env, &["flush", "--all"]);
+    assert_eq!(f.status.code(), Some(1), "reported: {}", text(&f));
+    assert!(
+        String::from_utf8_lossy(&f.stderr)
+            .contains(&format!("{id}: queued without meta.json: rebuilt")),
+        "{}",
+        text(&f)
+    );
+    assert!(
+        String::from_utf8_lossy(&f.stdout).contains(&format!("sent {id}")),
+        "{}",
+        text(&f)
+    );
+    let m = only_message_of(&mta, &id);
+    assert!(String::from_utf8_lossy(&gunzip_and_replay(&m).0).contains("failed-lost-meta-session"));
+    assert!(env.recordings("failed").is_empty());
+}
+
 #[test]
 fn a_queued_recording_whose_typescript_is_missing_is_mailed_once_with_a_notice() {
     let mta = Mta::start();
@@ -807,7 +835,7 @@ fn a_queued_recording_whose_typescript_is_missing_is_mailed_once_with_a_notice()
     flush_reporting(
         &env,
         &id,
-        &[&format!("{id}: typescript missing (damage or tampering)")],
+        &[&format!("{id}: typescript missing (damage or tampering")],
     );
     let m = only_message_of(&mta, &id);
     assert!(
@@ -825,6 +853,57 @@ fn a_queued_recording_whose_typescript_is_missing_is_mailed_once_with_a_notice()
     let f = run(&env, &["flush", "--all"]);
     assert!(f.status.success(), "{}", text(&f));
     assert_eq!(mta.files().len(), 1, "mailed once");
+}
+
+/// Root's flush reads the spool, which the group can write: a data file swapped for a symlink (to a file only root
+/// may read) or a FIFO is never read, compressed, mailed nor removed; the mail says the file is missing.
+#[test]
+fn a_data_file_swapped_for_a_symlink_or_a_fifo_is_never_read() {
+    let mta = Mta::start();
+    let env = env_with("", "transport = \"none\"\n");
+    let (dir, id) = queued_then_mailed_to(&env, &mta, "swapped-files-session");
+    let secret = env.dir.path().join("root-only-secret");
+    std::fs::write(&secret, b"root-only-secret-content\n").unwrap();
+    std::fs::remove_file(dir.join("typescript")).unwrap();
+    std::os::unix::fs::symlink(&secret, dir.join("typescript")).unwrap();
+    std::fs::remove_file(dir.join("timing")).unwrap();
+    nix::unistd::mkfifo(
+        &dir.join("timing"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    // A flush that opened the FIFO would block for ever: it must finish (bounded by the helper's wait).
+    flush_reporting(
+        &env,
+        &id,
+        &[&format!(
+            "{id}: typescript, timing missing (damage or tampering"
+        )],
+    );
+    let m = only_message_of(&mta, &id);
+    assert!(
+        m.body
+            .contains("typescript is MISSING from the recording in the spool")
+            && m.body
+                .contains("timing is MISSING from the recording in the spool"),
+        "{}",
+        m.body
+    );
+    assert!(m.attachments.is_empty(), "nothing of the secret is mailed");
+    assert!(!m.body.contains("root-only-secret-content"), "{}", m.body);
+    let sent = env.recordings("sent").remove(0);
+    assert!(
+        !sent.join("typescript.gz").exists() && !sent.join("timing.gz").exists(),
+        "not compressed into the spool"
+    );
+    assert!(
+        sent.join("typescript")
+            .symlink_metadata()
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(read(&secret), b"root-only-secret-content\n");
 }
 
 #[test]

@@ -53,7 +53,7 @@ pub fn run(cli: &Cli, mut privilege: Privilege, rec: &str) -> Result<Exit> {
         } else if dir.join(format!("{name}.gz")).symlink_metadata().is_ok() {
             // The uncompressed file is checked through its .gz.
             let gz = dir.join(format!("{name}.gz"));
-            compress::open_no_follow(&gz)
+            layout::open_no_follow(&gz)
                 .and_then(|f| Ok(compress::sum_reader(GzDecoder::new(BufReader::new(f)))?))
                 .map_err(|e| e.context(format!("cannot decompress {}", gz.display())))
         } else {

@@ -10,6 +10,7 @@ use flate2::{Compression, GzBuilder};
 use sha2::{Digest, Sha256};
 
 use crate::record::meta::FileSum;
+use crate::spool::layout;
 
 const CHUNK: usize = 128 << 10;
 
@@ -77,23 +78,8 @@ pub fn sum_reader(mut r: impl Read) -> io::Result<FileSum> {
 
 /// SHA-256 and size of a file.
 pub fn sum_file(path: &Path) -> Result<FileSum> {
-    let f = open_no_follow(path)?;
+    let f = layout::open_no_follow(path)?;
     sum_reader(f).with_context(|| format!("cannot read {}", path.display()))
-}
-
-/// Open a recording's file for reading, never through a symlink (ELOOP names the path).
-pub fn open_no_follow(path: &Path) -> Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => {
-                anyhow::anyhow!("{} is a symlink, which is never followed", path.display())
-            }
-            _ => anyhow::Error::new(e).context(format!("cannot read {}", path.display())),
-        })
 }
 
 fn level(level: u32) -> Compression {
@@ -103,7 +89,7 @@ fn level(level: u32) -> Compression {
 /// Compress `src` into `dir/<gz_name>` (written to a temporary file, fsynced, then renamed into place).
 /// Returns the sums of the uncompressed and of the compressed file.
 pub fn gzip_file(src: &Path, dir: &Path, gz_name: &str, lvl: u32) -> Result<(FileSum, FileSum)> {
-    let mut input = File::open(src).with_context(|| format!("cannot read {}", src.display()))?;
+    let mut input = layout::open_no_follow(src)?;
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{gz_name}."))
         .permissions(std::fs::Permissions::from_mode(0o640))

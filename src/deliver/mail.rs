@@ -173,7 +173,8 @@ pub struct Att {
 
 /// Is the data file `name` of the recording in `dir` there, plain or compressed?
 pub fn has_data_file(dir: &Path, name: &str) -> bool {
-    dir.join(name).exists() || dir.join(format!("{name}.gz")).exists()
+    layout::is_regular_file(&dir.join(name))
+        || layout::is_regular_file(&dir.join(format!("{name}.gz")))
 }
 
 /// The data files a recording should have but has not (damage or tampering): typescript and timing, and input when
@@ -202,15 +203,15 @@ fn streams(dir: &Path) -> Vec<(&'static str, Option<Stream>)> {
 /// The uncompressed content of `name`, from `name.gz` if the recording is compressed, else from `name`.
 fn open_stream(dir: &Path, name: &str) -> Result<Box<dyn Read>> {
     let gz = dir.join(format!("{name}.gz"));
-    if gz.exists() {
-        let f = File::open(&gz).with_context(|| format!("cannot read {}", gz.display()))?;
+    if layout::is_regular_file(&gz) {
+        let f = layout::open_no_follow(&gz)?;
         return Ok(Box::new(GzDecoder::new(BufReader::with_capacity(
             1 << 20,
             f,
         ))));
     }
     let raw = dir.join(name);
-    let f = File::open(&raw).with_context(|| format!("cannot read {}", raw.display()))?;
+    let f = layout::open_no_follow(&raw)?;
     Ok(Box::new(BufReader::with_capacity(1 << 20, f)))
 }
 
@@ -234,11 +235,11 @@ pub fn attachments(
     let mut estimate = BODY_RESERVE;
     for (name, _) in &streams {
         let gz = dir.join(format!("{name}.gz"));
-        match std::fs::metadata(&gz) {
-            Ok(md) => estimate += encoded(md.len()),
-            Err(_) => {
+        match std::fs::symlink_metadata(&gz).ok().filter(|m| m.is_file()) {
+            Some(md) => estimate += encoded(md.len()),
+            None => {
                 let raw = dir.join(name);
-                let md = std::fs::metadata(&raw).with_context(|| {
+                let md = std::fs::symlink_metadata(&raw).with_context(|| {
                     format!(
                         "the recording has neither {} nor {}",
                         raw.display(),
@@ -256,14 +257,12 @@ pub fn attachments(
         for (name, _) in &streams {
             let gz_name = format!("{name}.gz");
             let gz = dir.join(&gz_name);
-            let (data, raw) = if gz.exists() {
-                let data =
-                    std::fs::read(&gz).with_context(|| format!("cannot read {}", gz.display()))?;
+            let (data, raw) = if layout::is_regular_file(&gz) {
+                let data = layout::read_no_follow(&gz, u64::MAX)?;
                 (data, meta.files.get(*name).cloned())
             } else {
                 let raw_path = dir.join(name);
-                let bytes = std::fs::read(&raw_path)
-                    .with_context(|| format!("cannot read {}", raw_path.display()))?;
+                let bytes = layout::read_no_follow(&raw_path, u64::MAX)?;
                 (
                     compress::gzip_bytes(&bytes, name, level),
                     Some(compress::sum_bytes(&bytes)),
@@ -539,11 +538,7 @@ pub struct Built {
 /// Build the mail for the recording in `dir`.
 pub fn build(cfg: &Config, dir: &Path, meta: &Meta) -> Result<Built> {
     let (atts, trunc) = attachments(cfg, dir, meta)?;
-    let commands = std::fs::read(dir.join(layout::COMMANDS)).ok();
-    let commands = commands.map(|mut c| {
-        c.truncate(8 << 20);
-        c
-    });
+    let commands = layout::read_no_follow(&dir.join(layout::COMMANDS), 8 << 20).ok();
     let infos: Vec<AttachmentInfo> = atts
         .iter()
         .map(|a| AttachmentInfo {

@@ -3,8 +3,7 @@
 //! entries salvaged and mailed, no further attempts in a run once the transport is down, and spool cleanup
 //! (keep_days, max_size) that never deletes a queued recording.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -120,7 +119,7 @@ pub fn compress_recording(level: u32, dir: &Path, meta: &mut Meta) -> bool {
     let mut any = false;
     for name in DATA_FILES {
         let raw = dir.join(name);
-        if !raw.exists() {
+        if !layout::is_regular_file(&raw) {
             continue;
         }
         any = true;
@@ -190,7 +189,7 @@ pub fn enqueue(cfg: &Config, spool: &Spool, meta: &mut Meta) -> Result<()> {
     } else {
         for name in DATA_FILES {
             let raw = dir.join(name);
-            if !raw.exists() {
+            if !layout::is_regular_file(&raw) {
                 continue;
             }
             match compress::sum_file(&raw) {
@@ -328,8 +327,8 @@ pub fn deliver(
 /// The problem noted in the meta (and so in the mail) of a recording whose data file `name` is gone.
 fn missing_file_problem(name: &str) -> String {
     format!(
-        "{name} is MISSING from the recording in the spool (neither {name} nor {name}.gz is there: damage or \
-         tampering); this mail carries what is left"
+        "{name} is MISSING from the recording in the spool (neither {name} nor {name}.gz is there as a regular file: \
+         damage or tampering; a symlink or a special file in its place is never read); this mail carries what is left"
     )
 }
 
@@ -338,7 +337,7 @@ fn missing_file_problem(name: &str) -> String {
 
 /// Length of the first line (the header), and the total length, of a data file.
 fn header_and_len(path: &Path) -> Result<(u64, u64)> {
-    let mut f = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut f = layout::open_no_follow(path)?;
     let len = f.metadata()?.len();
     let mut buf = vec![0u8; 64 << 10];
     let n = f.read(&mut buf)?;
@@ -371,25 +370,25 @@ pub fn complete_orphan(dir: &Path, meta: &mut Meta) -> Result<()> {
     // The room the writer set aside for the end of the recording: the repair below is that end (on a disk that may
     // still be full), and the file is no part of what is queued.
     let _ = std::fs::remove_file(dir.join(layout::RESERVE));
-    if !ts_path.exists() {
+    if ts_path.symlink_metadata().is_err() {
         // The writer vanished before it created the data files (its first act after the fork, while the shell starts),
         // so nothing was recorded: complete an empty typescript, with the header the writer would have written.
         layout::create_exclusive(dir, layout::TYPESCRIPT, 0o640)?
             .write_all(&typescript_header(meta))
             .with_context(|| format!("cannot write {}", ts_path.display()))?;
     }
-    let input_present = in_path.exists();
+    let input_present = in_path.symlink_metadata().is_ok();
     let (ts_hdr, ts_len) = header_and_len(&ts_path)?;
     let (in_hdr, in_len) = if input_present {
         header_and_len(&in_path)?
     } else {
         (0, 0)
     };
-    let tm_bytes = match std::fs::read(&tm_path) {
-        Ok(b) => b,
+    let tm_bytes = if tm_path.symlink_metadata().is_err() {
         // Not created yet when the writer vanished (see above): an empty timing.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", tm_path.display())),
+        Vec::new()
+    } else {
+        layout::read_no_follow(&tm_path, u64::MAX)?
     };
     let mut timing = Timing::parse(&tm_bytes);
     let have = [ts_len - ts_hdr.min(ts_len), in_len - in_hdr.min(in_len)];
@@ -425,11 +424,7 @@ pub fn complete_orphan(dir: &Path, meta: &mut Meta) -> Result<()> {
         paths.push(in_path);
     }
     for p in paths {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&p)
-            .with_context(|| format!("cannot open {}", p.display()))?;
-        f.seek(SeekFrom::End(0))?;
+        let mut f = layout::open_no_follow_to_append(&p)?;
         f.write_all(&footer)
             .and_then(|_| f.sync_all())
             .with_context(|| format!("cannot complete {}", p.display()))?;
@@ -595,7 +590,7 @@ fn read_meta(dir: &Path, id: &str, report: &mut Report, log: &mut Logger) -> Opt
                 Some(meta)
             }
             Err(s) => {
-                let msg = format!("{e:#}, and it cannot be set aside ({s:#}); left as it is");
+                let msg = format!("{e:#}: {s:#}; left as it is for the next flush");
                 report_problem(report, log, id, &msg);
                 None
             }
@@ -630,13 +625,33 @@ fn meta_or_rebuilt(
     Some(meta)
 }
 
+/// The `meta.json.corrupt*` in `dir` that is the same file as `damaged` (a hard link made by an earlier flush).
+fn already_kept_aside(dir: &Path, damaged: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let md = damaged.symlink_metadata().ok()?;
+    if md.nlink() < 2 {
+        return None;
+    }
+    let prefix = format!("{}.corrupt", layout::META);
+    std::fs::read_dir(dir).ok()?.flatten().find_map(|e| {
+        let same = e.file_name().to_string_lossy().starts_with(&prefix)
+            && e.metadata()
+                .is_ok_and(|m| m.ino() == md.ino() && m.dev() == md.dev());
+        same.then(|| e.path())
+    })
+}
+
 /// Set the damaged meta.json of the recording in `dir` aside as `meta.json.corrupt` (`.corrupt.1`, … when an
 /// earlier one is there: none is ever overwritten), rebuild the meta (`rebuilt_meta`) with the damage noted, and
 /// write it. Returns the meta and where the damaged file is kept.
 fn salvage_damaged_meta(dir: &Path, id: &str, error: &str) -> Result<(Meta, PathBuf)> {
     let damaged = dir.join(layout::META);
-    let mut kept = None;
+    // Set aside by an earlier flush that could not write the rebuilt meta (a full disk): the same file, kept once.
+    let mut kept = already_kept_aside(dir, &damaged);
     for n in 0..1000 {
+        if kept.is_some() {
+            break;
+        }
         let name = match n {
             0 => format!("{}.corrupt", layout::META),
             n => format!("{}.corrupt.{n}", layout::META),
@@ -668,7 +683,12 @@ fn salvage_damaged_meta(dir: &Path, id: &str, error: &str) -> Result<(Meta, Path
         ),
     );
     // Replaces the damaged meta.json (its bytes are kept under the other name).
-    meta.write(dir)?;
+    meta.write(dir).with_context(|| {
+        format!(
+            "kept as {}, but the rebuilt meta.json cannot be written",
+            kept.display()
+        )
+    })?;
     let _ = compress::sync_dir(dir);
     Ok((meta, kept))
 }
@@ -791,9 +811,8 @@ pub fn flush(cfg: &Config, spool: &Spool, all: bool, log: &mut Logger) -> Result
             let Ok(Some(guard)) = lock(&dir) else {
                 continue;
             };
-            if dir.join(layout::META).exists()
-                && let Err(e) = spool.move_to(&id, State::Failed, State::Queue)
-            {
+            // Also without meta.json (damage): the queue rebuilds it and mails the recording, saying so.
+            if let Err(e) = spool.move_to(&id, State::Failed, State::Queue) {
                 report.errors.push(format!("{id}: {e:#}"));
             }
             drop(guard);
@@ -843,7 +862,8 @@ pub fn flush(cfg: &Config, spool: &Spool, all: bool, log: &mut Logger) -> Result
         let missing = mail::missing_data_files(&dir, &meta);
         if !missing.is_empty() {
             report.errors.push(format!(
-                "{id}: {} missing (damage or tampering): mailed with what is left, and a notice in the mail",
+                "{id}: {} missing (damage or tampering; a symlink or special file in its place is not read): \
+                 what is left is delivered with a notice in the mail (see the line for {id} about its delivery)",
                 missing.join(", ")
             ));
         }
@@ -866,9 +886,9 @@ fn older_than(p: &Path, age: std::time::Duration) -> bool {
 fn first_line(dir: &Path, name: &str) -> Option<Vec<u8>> {
     use std::io::BufRead;
     let gz = dir.join(format!("{name}.gz"));
-    let reader: Box<dyn Read> = match File::open(&gz) {
+    let reader: Box<dyn Read> = match layout::open_no_follow(&gz) {
         Ok(f) => Box::new(flate2::read::GzDecoder::new(f)),
-        Err(_) => Box::new(File::open(dir.join(name)).ok()?),
+        Err(_) => Box::new(layout::open_no_follow(&dir.join(name)).ok()?),
     };
     let mut line = Vec::new();
     std::io::BufReader::new(reader.take(64 << 10))
@@ -1140,7 +1160,7 @@ mod tests {
 
     fn gunzip(p: &Path) -> Vec<u8> {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(File::open(p).unwrap())
+        flate2::read::GzDecoder::new(std::fs::File::open(p).unwrap())
             .read_to_end(&mut out)
             .unwrap();
         out
@@ -1272,6 +1292,28 @@ mod tests {
 
     /// A recording directory whose writer never wrote meta.json (a full disk at the login) is left alone while it
     /// may still be being created, then rebuilt, completed and queued (and so mailed), not skipped for ever.
+    /// A damaged meta.json an earlier flush set aside but could not replace (a full disk) is not linked again.
+    #[test]
+    fn a_damaged_meta_json_already_set_aside_is_kept_once() {
+        let d = tempfile::tempdir().unwrap();
+        let (_cfg, spool) = spool_in(d.path(), with_transport("none"));
+        let id = "20261203T101500Z-alice-00000000000b";
+        let dir = spool.create_active(id).unwrap();
+        std::fs::write(dir.join(layout::META), b"{\"id\": \"2026").unwrap();
+        std::fs::write(dir.join("meta.json.corrupt"), b"an earlier, other damage").unwrap();
+        std::fs::hard_link(dir.join(layout::META), dir.join("meta.json.corrupt.1")).unwrap();
+        let (meta, kept) = salvage_damaged_meta(&dir, id, "not JSON").unwrap();
+        assert_eq!(kept, dir.join("meta.json.corrupt.1"));
+        assert_eq!(meta.id, id);
+        assert!(!dir.join("meta.json.corrupt.2").exists());
+        assert_eq!(std::fs::read(&kept).unwrap(), b"{\"id\": \"2026");
+        assert_eq!(
+            std::fs::read(dir.join("meta.json.corrupt")).unwrap(),
+            b"an earlier, other damage"
+        );
+        assert_eq!(Meta::read(&dir.join(layout::META)).unwrap().id, id);
+    }
+
     #[test]
     fn a_recording_without_meta_json_is_rebuilt_and_queued_once_abandoned() {
         let d = tempfile::tempdir().unwrap();

@@ -117,6 +117,9 @@ pub struct Meta {
     pub send_ms: Option<u64>,
 }
 
+/// The largest meta.json read (a real one is a few KiB; the problems list is bounded).
+const META_MAX: u64 = 16 << 20;
+
 impl Meta {
     /// A new recording's meta: who (and the audit login user when it differs), where and when it started, and how
     /// it is recorded. The session fills in the terminal fields.
@@ -159,8 +162,8 @@ impl Meta {
     }
 
     pub fn read(path: &Path) -> Result<Meta> {
-        let text =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        // Never through a symlink, nor from a FIFO or device in its place, and bounded (a meta.json is a few KiB).
+        let text = crate::spool::layout::read_no_follow(path, META_MAX)?;
         serde_json::from_slice(&text)
             .with_context(|| format!("{} is not valid meta.json", path.display()))
     }

@@ -164,16 +164,29 @@ fn remove_if_it_names(p: &Path, id: &str) {
     let (Some(dir), Some(name)) = (p.parent(), p.file_name()) else {
         return;
     };
+    // Not a temporary name: should this process die right here, `abandoned` still finds the file (flush reports
+    // the login if its relay is gone too).
     let taken = dir.join(format!(
-        "{TEMPORARY}withdraw.{}.{}",
+        "{WITHDRAWING}{}.{}",
         std::process::id(),
         name.to_string_lossy()
     ));
     if std::fs::rename(p, &taken).is_err() {
         return;
     }
-    let ours = read(&taken).is_some_and(|r| r.id == id);
-    if ours || renameat2(AT_FDCWD, &taken, AT_FDCWD, p, RenameFlags::RENAME_NOREPLACE).is_err() {
+    let other = read(&taken).filter(|r| r.id != id);
+    let Some(other) = other else {
+        let _ = std::fs::remove_file(&taken);
+        return;
+    };
+    if renameat2(AT_FDCWD, &taken, AT_FDCWD, p, RenameFlags::RENAME_NOREPLACE).is_ok() {
+        return;
+    }
+    // A newer one was published meanwhile: the one taken is set aside as `publish` would have done, if its relay is
+    // gone (the only trace of a login flush may have to report), else dropped (the newer one replaces it).
+    if crate::spool::layout::valid_id(&other.id) && !other.is_live() {
+        let _ = std::fs::rename(&taken, dir.join(format!("{SET_ASIDE}{}", other.id)));
+    } else {
         let _ = std::fs::remove_file(&taken);
     }
 }
@@ -201,6 +214,8 @@ fn read(p: &PathBuf) -> Option<Registration> {
 
 /// Name prefix of a registration set aside by `publish`.
 const SET_ASIDE: &str = "stale.";
+/// Name prefix of a registration `withdraw` has taken away to read it (`remove_if_it_names`).
+const WITHDRAWING: &str = "withdrawing.";
 /// Name prefix of `publish`'s temporary files.
 const TEMPORARY: &str = ".reg.";
 
@@ -357,6 +372,24 @@ mod tests {
         let mut want = keys.clone();
         want.sort();
         assert_eq!(left, want);
+        // A registration left taken away by a withdraw that died half-way is still found by flush once its relay
+        // is gone.
+        let dead = Registration {
+            id: "20261203T101500Z-alice-00000000000c".into(),
+            relay_start: r.relay_start + 1,
+            ..r.clone()
+        };
+        dead.publish(d.path(), &keys[..1]).unwrap();
+        std::fs::rename(
+            d.path().join(&keys[0]),
+            d.path().join(format!("{WITHDRAWING}1.{}", keys[0])),
+        )
+        .unwrap();
+        let found: Vec<String> = abandoned(d.path(), std::time::Duration::ZERO)
+            .into_iter()
+            .map(|a| a.registration.id)
+            .collect();
+        assert_eq!(found, vec![dead.id.clone()]);
     }
 
     /// A registration counts only for the relay process it names, running as the user it names and not a zombie;

@@ -348,6 +348,54 @@ fn lock_with(dir: &Path, arg: FlockArg) -> Result<Option<RecordingLock>> {
     }))
 }
 
+/// Open a recording's file for reading: only a regular file, never through a symlink, and without blocking on a
+/// FIFO or device put in its place (root's flush reads the spool, which root and the group can write).
+pub fn open_no_follow(path: &Path) -> Result<File> {
+    open_regular(path, false)
+}
+
+/// As `open_no_follow`, for appending (orphan completion writes the footer).
+pub fn open_no_follow_to_append(path: &Path) -> Result<File> {
+    open_regular(path, true)
+}
+
+fn open_regular(path: &Path, append: bool) -> Result<File> {
+    let f = OpenOptions::new()
+        .read(!append)
+        .append(append)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => {
+                anyhow::anyhow!("{} is a symlink, which is never followed", path.display())
+            }
+            _ => anyhow::Error::new(e).context(format!("cannot read {}", path.display())),
+        })?;
+    let md = f
+        .metadata()
+        .with_context(|| format!("cannot stat {}", path.display()))?;
+    if !md.is_file() {
+        bail!("{} is not a regular file; not read", path.display());
+    }
+    Ok(f)
+}
+
+/// The whole of a recording's file (`open_no_follow`), at most `limit` bytes.
+pub fn read_no_follow(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    open_no_follow(path)?
+        .take(limit)
+        .read_to_end(&mut out)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(out)
+}
+
+/// Is `path` a regular file (not followed if it is a symlink)?
+pub fn is_regular_file(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

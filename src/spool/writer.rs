@@ -828,8 +828,12 @@ impl Writer {
             .file
             .set_len(same as u64)
             .and_then(|_| self.tm.file.write_all_at(&fixed[same..], same as u64));
+        // A repair to report only when the lines differ from what the session wrote and kept waiting (a write that
+        // failed once and then went through changes nothing).
+        let repaired = fixed[..fixed.len() - closing.len()] != text[..];
         let m = &mut self.plan.meta;
         match written {
+            Ok(()) if !repaired => self.tm.stored = fixed.len() as u64,
             Ok(()) => {
                 self.tm.stored = fixed.len() as u64;
                 let mut note = format!(
