@@ -154,13 +154,33 @@ fn smtp_authentication_with_password_file() {
     assert_eq!(msgs.len(), 1);
     assert!(String::from_utf8_lossy(&gunzip_and_replay(&msgs[0]).0).contains("authenticated"));
 
-    // A wrong password is refused by the server: 535 is permanent, the recording goes to failed/.
+    // A wrong password is refused by the server (535): the credentials are wrong, not the recording, so it stays
+    // queued (retried with backoff) instead of going to failed/, and a flush does not try the server again for
+    // every queued recording.
     std::fs::write(&pw, "wrong\n").unwrap();
-    let mut t = session(&env, "echo wrong-password");
-    t.wait(T);
-    wait_settled(&env, 2);
-    let m = one_recording(&env, "failed");
-    assert!(m["last_error"].as_str().unwrap().contains("535"), "{m}");
+    for i in 0..2 {
+        let mut t = session(&env, &format!("echo wrong-password-{i}"));
+        t.wait(T);
+        wait_settled(&env, 2 + i);
+    }
+    assert!(env.recordings("failed").is_empty());
+    let queued = env.recordings("queue");
+    assert_eq!(queued.len(), 2);
+    for d in &queued {
+        assert!(
+            meta(d)["last_error"].as_str().unwrap().contains("535"),
+            "{}",
+            meta(d)
+        );
+    }
+    let f = run(&env, &["flush"]);
+    assert_eq!(f.status.code(), Some(75), "{}", text(&f));
+    let err = String::from_utf8_lossy(&f.stderr);
+    assert!(
+        err.contains("535") && err.contains("not tried: the server failed for"),
+        "{}",
+        text(&f)
+    );
 
     // A password file everyone can read is not used at all.
     std::fs::write(&pw, "s3cret pass\n").unwrap();
@@ -177,7 +197,8 @@ fn smtp_authentication_with_password_file() {
     std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
     let f = run(&env, &["flush", "--all"]);
     assert!(f.status.success(), "{}", text(&f));
-    assert_eq!(mta.wait_for(2, T).len(), 2);
+    assert_eq!(mta.wait_for(3, T).len(), 3);
+    assert!(env.recordings("queue").is_empty());
 }
 
 #[test]

@@ -630,9 +630,15 @@ fn smtp_send_error(
     let no_reply = io_error_kind(e)
         .is_some_and(|k| matches!(k, io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut));
     // 421 "service not available, closing transmission channel" is the server going away, for every message alike.
-    let closing = e.status().is_some_and(|c| c.to_string() == "421");
-    let answered =
-        !closing && (e.is_response() || e.is_transient() || e.is_permanent() || e.is_client());
+    // So do 454/530/534/535/538, refusing the authentication (mail.user, mail.password_file): not permanent for the
+    // recording either, which waits in the queue (retried with backoff) until the credentials are fixed, instead of
+    // going to failed/.
+    let code = e.status().map(|c| c.to_string());
+    let transport_refused = code
+        .as_deref()
+        .is_some_and(|c| matches!(c, "421" | "454" | "530" | "534" | "535" | "538"));
+    let answered = !transport_refused
+        && (e.is_response() || e.is_transient() || e.is_permanent() || e.is_client());
     let message = if no_reply {
         let server = if host.contains(':') {
             format!("[{host}]:{port}")
@@ -648,7 +654,7 @@ fn smtp_send_error(
         format!("{}: {}", cfg.mail.transport, error_chain(e))
     };
     SendError {
-        permanent: e.is_permanent(),
+        permanent: e.is_permanent() && !transport_refused,
         transport_down: no_reply || !answered,
         message,
     }
