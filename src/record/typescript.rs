@@ -85,7 +85,16 @@ pub fn parse_header(line: &[u8]) -> Option<ParsedHeader> {
         h.columns = columns.parse().ok()?;
         h.tty = Some(tty.to_string());
         rest = r;
-        if let Some((r, term)) = last_field(rest, "TERM") {
+        // script writes the command unescaped, so a command holding `" TERM="` reads the same as a real TERM
+        // field; a value that is no terminal name (e.g. `x ; evil`) stays part of the command. (Only a rebuilt meta
+        // reads the header; the header line itself stays in the typescript for the auditor.)
+        let terminal_name = |t: &str| {
+            !t.is_empty()
+                && t.len() <= 64
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-._".contains(c))
+        };
+        if let Some((r, term)) = last_field(rest, "TERM").filter(|(_, t)| terminal_name(t)) {
             h.term = Some(term.to_string());
             rest = r;
         }
@@ -166,6 +175,20 @@ mod tests {
             parse_header(b"Script started on x [TTY=\"/dev/pts/1\"]\n"),
             None
         );
+        // A command shaped like a TERM field whose value is no terminal name stays the command.
+        let shaped = header(
+            "2026-11-22 03:58:47+00:00",
+            &HeaderInfo {
+                command: Some("innocent\" TERM=\"x ; evil"),
+                term: None,
+                tty: Some("/dev/pts/4"),
+                columns: 80,
+                lines: 24,
+            },
+        );
+        let h = parse_header(&shaped).unwrap();
+        assert_eq!(h.command.as_deref(), Some("innocent\" TERM=\"x ; evil"));
+        assert_eq!(h.term, None);
     }
 
     #[test]
