@@ -151,6 +151,8 @@ struct SpawnArgs {
     envp: *const *const c_char,
     slave: libc::c_int,
     not_default: u64,
+    /// Set as the real, effective and saved gid before exec, when the parent still holds the setgid group.
+    gid: Option<libc::gid_t>,
     /// The errno of a failed execve, stored by the child before it exits (0 while exec has not failed).
     err: AtomicI32,
 }
@@ -169,6 +171,19 @@ extern "C" fn spawn_child(arg: *mut libc::c_void) -> libc::c_int {
         libc::dup2(a.slave, 2);
         if a.slave > 2 {
             libc::close(a.slave);
+        }
+    }
+    if let Some(gid) = a.gid {
+        // SAFETY: a raw syscall (glibc's setresgid would broadcast to threads, which this child is not); on failure
+        // the child never execs the shell with the parent's group.
+        let r = unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) };
+        if r != 0 {
+            // SAFETY: errno of this thread; _exit is async-signal-safe.
+            unsafe {
+                let errno = *libc::__errno_location();
+                a.err.store(errno.max(1), Ordering::SeqCst);
+                libc::_exit(127)
+            }
         }
     }
     reset_signals(a.not_default);
@@ -191,9 +206,16 @@ extern "C" fn spawn_child(arg: *mut libc::c_void) -> libc::c_int {
 /// runs in our memory, every signal is blocked across the clone, so none of our handlers can run in it before it has
 /// reset them.
 ///
-/// Returns the child's pid, `Ok(Err(e))` when exec failed (the child has been reaped), `Err` when no child could be
-/// made.
-pub fn spawn_on_pty(plan: &ExecPlan, slave: BorrowedFd<'_>) -> io::Result<io::Result<Pid>> {
+/// `gid`: set as the child's real, effective and saved gid before its exec (the setgid group, still held by the
+/// parent, is given up by the child).
+///
+/// Returns the child's pid, `Ok(Err(e))` when exec (or the gid change) failed (the child has been reaped), `Err` when
+/// no child could be made.
+pub fn spawn_on_pty(
+    plan: &ExecPlan,
+    slave: BorrowedFd<'_>,
+    gid: Option<libc::gid_t>,
+) -> io::Result<io::Result<Pid>> {
     // Read before the clone (the child may not allocate): which signals the child must set back to default. (Other
     // threads would not matter here, unlike for fork: the child only makes raw syscalls, and signals sent to this
     // process are never delivered to it.)
@@ -204,6 +226,7 @@ pub fn spawn_on_pty(plan: &ExecPlan, slave: BorrowedFd<'_>) -> io::Result<io::Re
         envp: plan.envp_ptrs.as_ptr(),
         slave: slave.as_raw_fd(),
         not_default: status.not_default,
+        gid,
         err: AtomicI32::new(0),
     };
     // The child's stack: it needs a few hundred bytes; pages it does not touch are never faulted in.
@@ -475,7 +498,7 @@ mod tests {
         let pty = nix::pty::openpty(None, None).unwrap();
         let missing =
             ExecPlan::new(OsStr::new("/nonexistent/shell"), &["shell".into()], &[]).unwrap();
-        let e = spawn_on_pty(&missing, pty.slave.as_fd())
+        let e = spawn_on_pty(&missing, pty.slave.as_fd(), None)
             .unwrap()
             .unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
@@ -486,7 +509,7 @@ mod tests {
             "test -t 0 && test -t 1 && test -t 2 && exit 7".into(),
         ];
         let sh = ExecPlan::new(OsStr::new("/bin/sh"), &argv, &[]).unwrap();
-        let pid = spawn_on_pty(&sh, pty.slave.as_fd()).unwrap().unwrap();
+        let pid = spawn_on_pty(&sh, pty.slave.as_fd(), None).unwrap().unwrap();
         assert_eq!(waitpid(pid, None).unwrap(), WaitStatus::Exited(pid, 7));
     }
 }

@@ -184,3 +184,58 @@ fn loop_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// A passwd shell that cannot be executed (here: not a valid program, bound over the real one in a private mount
+/// namespace): the login ends at once with the reason on the terminal and status 1, the terminal is given back in
+/// its own mode, and the recording says the shell never ran (exit status 127, the header and the footer only).
+#[test]
+fn a_shell_that_cannot_be_executed_ends_the_login_with_a_recording_that_says_so() {
+    let uid = nix::unistd::getuid().as_raw().to_string();
+    let entry = std::process::Command::new("getent")
+        .args(["passwd", &uid])
+        .output()
+        .unwrap();
+    let entry = String::from_utf8(entry.stdout).unwrap();
+    let passwd_shell = entry.trim_end().rsplit(':').next().unwrap().to_string();
+    let env = Env::new("");
+    let bogus = env.dir.path().join("not-a-program");
+    std::fs::write(&bogus, b"\x7fELF-this-is-no-program").unwrap();
+    std::fs::set_permissions(&bogus, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let real = std::fs::canonicalize(&passwd_shell).unwrap();
+    let script = format!(
+        "mount --bind '{}' '{}' || exit 9; '{BIN}' --config '{}' session -c true; echo \"rc=$?\"; \
+         stty -a | grep -o ' -icanon\\| icanon' | sed 's/^/after: /'",
+        bogus.display(),
+        real.display(),
+        env.config.display()
+    );
+    let mut c = std::process::Command::new("unshare");
+    c.args(["-m", "--propagation", "private", "/bin/sh", "-c", &script])
+        .env("TERM", "dumb");
+    let mut s = rexpect::session::spawn_command(c, Some(10_000)).unwrap();
+    s.exp_string(&format!(
+        "auditty: cannot execute {passwd_shell}: Exec format error"
+    ))
+    .unwrap();
+    s.exp_string("rc=1").unwrap();
+    s.exp_string("after:  icanon").unwrap();
+    let st = s.process().wait().unwrap();
+    assert!(
+        matches!(st, nix::sys::wait::WaitStatus::Exited(_, 0)),
+        "{st:?}"
+    );
+    let recs = env.wait_for("queue", 1, Duration::from_secs(10));
+    assert_eq!(recs.len(), 1, "one recording queued");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(recs[0].join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["exit_status"].as_i64(), Some(127), "{meta}");
+    let ts = String::from_utf8_lossy(&read(&recs[0].join("typescript"))).into_owned();
+    let lines: Vec<&str> = ts.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 2, "{ts}");
+    assert!(lines[0].starts_with("Script started on "), "{ts}");
+    assert!(
+        lines[1].starts_with("Script done on ")
+            && lines[1].ends_with("[COMMAND_EXIT_CODE=\"127\"]"),
+        "{ts}"
+    );
+}

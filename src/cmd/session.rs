@@ -2,12 +2,14 @@
 //!
 //! Order of events (the process is single-threaded throughout, so the writer's fork is safe; the shell is started as
 //! posix_spawn does, `sys::spawn_on_pty`):
-//! config → nesting guard → open the PTY → publish it in the guard → fork the spool writer (keeps group auditty,
-//! detaches, makes the command FIFO, creates the recording: directory, lock, meta.json, data files) → this process
-//! drops the group, starts the shell on the PTY and becomes the relay. Nothing of the recording is created on disk on
-//! the way to the shell: the writer does it once the shell has started up, and frames wait in the pipe. With
-//! policy.on_error = closed the shell starts only once the writer has reported the recording created; with open, a
-//! writer that cannot create it lets the session go on unrecorded (`writer::create_recording_and_run`).
+//! config → nesting guard → open the PTY → publish it in the guard → start the shell on the PTY (its child gives up
+//! the group before its exec) → fork the spool writer, while the shell is exec'd on the other CPU (the writer keeps
+//! group auditty, detaches, makes the command FIFO, creates the recording: directory, lock, meta.json, data files) →
+//! this process drops the group and becomes the relay. Nothing of the recording is created on disk on the way to the
+//! shell: the writer does it once the shell has started up, and frames wait in the pipe (the shell's first output
+//! waits in the PTY until the relay reads it). With policy.on_error = closed the writer is forked first and the shell
+//! starts only once it has reported the recording created; with open, a writer that cannot create it lets the
+//! session go on unrecorded (`writer::create_recording_and_run`).
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
@@ -326,7 +328,7 @@ fn record(
     cfg: Config,
     mut privilege: Privilege,
     shell: ShellPlan,
-    prepared: Prepared,
+    mut prepared: Prepared,
 ) -> Result<Exit> {
     let (data_r, data_w) = pipe2(OFlag::O_CLOEXEC).context("cannot create the recorder pipe")?;
     // A bigger pipe absorbs output bursts while the writer is busy (1 MiB is the unprivileged maximum).
@@ -336,6 +338,14 @@ fn record(
         OnError::Closed => Some(pipe2(OFlag::O_CLOEXEC).context("cannot create a pipe")?),
         OnError::Open => None,
     };
+    // A spool that plainly cannot take the recording gets no command FIFO: neither the registration nor the shell's
+    // environment names one, so the shell's hook (which waits for a FIFO the registration names) installs nothing
+    // that no writer would read. Asked here, still privileged, before the shell can start.
+    let spool_usable = Spool::new(&cfg.spool.dir).can_create_recordings();
+    if !spool_usable {
+        prepared.fifo = None;
+        prepared.fifo_dir = None;
+    }
     // The PTY is opened before the writer exists, so the guard can name it before the shell starts (a nested
     // login shell's profile asks the guard at once).
     let termios = nix::sys::termios::tcgetattr(std::io::stdin()).ok();
@@ -345,8 +355,9 @@ fn record(
     let relay_pid = std::process::id();
     // Still privileged, before the writer's fork: publish the PTY in the guard registry (the writer withdraws it at
     // the end, on every path; this process does if there is no writer). Before the shell starts, so that no shell's
-    // profile can ask before it is there (`auditty session --check` does not wait); before the fork, so that the
-    // relay does not pay copy-on-write faults for it on the way to the shell.
+    // profile can ask before it is there (`auditty session --check` does not wait), and so that a login whose
+    // recorder is killed before any recording exists is still found by flush (docs/security.md, C10); before the
+    // fork, so that the relay does not pay copy-on-write faults for it on the way to the shell.
     let registration = guard::process_start(relay_pid).map(|relay_start| Registration {
         id: prepared.id.clone(),
         relay_pid,
@@ -386,24 +397,47 @@ fn record(
             return Err(e);
         }
     };
-    // Until the writer has left our session and ignores the terminal's signals, a hangup or ^C sent to our process
-    // group (e.g. a session that ends at once) would kill it before it writes a byte: block them across the fork.
-    let old_mask = match writer_signals().thread_swap_mask(SigmaskHow::SIG_BLOCK) {
+    // Blocked across the fork: until the writer has left our session and ignores the terminal's signals, a hangup
+    // or ^C sent to our process group (e.g. a session that ends at once) would kill it before it writes a byte.
+    // When the shell starts first, the relay's own signals are blocked from before its start until their handlers
+    // are installed (`run_relay`), so none acts by default or is lost meanwhile.
+    let shell_first = ready.is_none();
+    let mut blocked = writer_signals();
+    if shell_first {
+        for s in relay_signals().iter() {
+            blocked.add(s);
+        }
+    }
+    let old_mask = match blocked.thread_swap_mask(SigmaskHow::SIG_BLOCK) {
         Ok(mask) => mask,
         Err(e) => {
             withdraw(&registration);
             return Err(anyhow::Error::from(e).context("sigprocmask"));
         }
     };
+    // policy.on_error = open: the shell is started before the writer is forked, and the fork (the relay's costliest
+    // step on the way to the shell's first output) runs while the shell is exec'd. The shell's child gives up the
+    // setgid group itself, before its exec. No byte of the session is lost meanwhile: the shell's output waits in
+    // the PTY, which only this process reads, and its input can only come from this process. A relay killed before
+    // the fork leaves no writer: the shell loses its terminal (SIGHUP) at once, and the registration published above
+    // makes flush report the login as not recorded (C10), as when both processes are killed at birth.
+    let early = shell_first.then(|| {
+        start_shell(
+            &cfg,
+            &exec,
+            ids,
+            &pty,
+            privilege.elevated.map(|_| privilege.real_gid),
+        )
+    });
     let forked = sys::fork_single_threaded();
-    if !matches!(forked, Ok(Forked::Child)) {
+    if !shell_first && !matches!(forked, Ok(Forked::Child)) {
         let _ = old_mask.thread_set_mask();
     }
-    if forked.is_err() {
-        withdraw(&registration);
-    }
-    let writer_pid = match forked.context("cannot start the spool writer")? {
-        Forked::Child => {
+    let writer_pid = match forked {
+        Ok(Forked::Child) => {
+            // The shell (if started) is the relay's: its terminal settings are restored by the relay, never here.
+            std::mem::forget(early);
             drop(data_w);
             drop(pty);
             let ready = ready.map(|(r, w)| {
@@ -417,11 +451,9 @@ fn record(
             sys::close_inherited_fds(&keep);
             let _ = old_mask.thread_set_mask();
             plan.registration = registration.map(|r| (r, keys));
-            // A spool that plainly cannot take the recording gets no FIFO: the registration loses it now, before the
-            // shell's hook (which waits for a FIFO the registration names) can install a hook nothing would read.
-            let spool_usable = plan.spool.can_create_recordings();
+            // A FIFO that cannot be made: the registration loses it, so the shell's hook stops waiting for it.
             let fifo_dir = prepared.fifo_dir.filter(|d| {
-                let made = spool_usable && make_fifo(d).is_ok();
+                let made = make_fifo(d).is_ok();
                 if !made {
                     plan.fifo = None;
                     if let Some((reg, keys)) = &mut plan.registration {
@@ -436,7 +468,17 @@ fn record(
             }
             std::process::exit(code);
         }
-        Forked::Parent(writer) => writer,
+        Ok(Forked::Parent(writer)) => writer,
+        Err(e) => {
+            if let Some(Ok(running)) = early {
+                // No writer: the shell that has just started is ended (its terminal restored by the drop).
+                let _ = nix::sys::signal::kill(running.child, Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(running.child, None);
+            }
+            let _ = old_mask.thread_set_mask();
+            withdraw(&registration);
+            return Err(anyhow::Error::from(e).context("cannot start the spool writer"));
+        }
     };
     drop(data_r);
     if let Some((r, w)) = ready {
@@ -452,7 +494,8 @@ fn record(
     let _ = sys::set_non_dumpable();
     let fl = OFlag::from_bits_truncate(fcntl(&data_w, FcntlArg::F_GETFL)?);
     fcntl(&data_w, FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK))?;
-    run_relay(&cfg, &exec, ids, data_w, writer_pid, pty)
+    let started = early.map(|s| (s, old_mask));
+    run_relay(&cfg, &exec, ids, data_w, writer_pid, pty, started)
 }
 
 /// How long a session with policy.on_error = closed waits for its writer to create the recording.
@@ -548,6 +591,20 @@ pub fn become_writer_process() {
     }
 }
 
+/// The relay's signals (`signals::HANDLED`), blocked until its handlers are installed.
+fn relay_signals() -> SigSet {
+    let mut handled = SigSet::empty();
+    for sig in crate::session::signals::HANDLED {
+        if let Ok(s) = Signal::try_from(sig) {
+            handled.add(s);
+        }
+    }
+    handled
+}
+
+/// The relay. `started`: the shell, when it was started before the writer's fork (policy.on_error = open), with the
+/// signal mask to restore once the handlers are installed (the relay's signals are blocked until then); otherwise
+/// the shell is started here.
 fn run_relay(
     cfg: &Config,
     exec: &ExecPlan,
@@ -555,29 +612,38 @@ fn run_relay(
     writer_pipe: OwnedFd,
     writer_pid: Pid,
     pty: Pty,
+    started: Option<(Result<RunningShell>, SigSet)>,
 ) -> Result<Exit> {
     // The relay's handlers are installed once the shell has been started (which does not need them): until then the
     // signals they handle are blocked, so none acts by default or is lost meanwhile; they arrive once unblocked.
-    let mut handled = SigSet::empty();
-    for sig in crate::session::signals::HANDLED {
-        if let Ok(s) = Signal::try_from(sig) {
-            handled.add(s);
+    let (shell, old_mask) = match started {
+        Some(started) => started,
+        None => {
+            let old_mask = relay_signals()
+                .thread_swap_mask(SigmaskHow::SIG_BLOCK)
+                .context("sigprocmask")?;
+            (start_shell(cfg, exec, ids, &pty, None), old_mask)
         }
-    }
-    let old_mask = handled
-        .thread_swap_mask(SigmaskHow::SIG_BLOCK)
-        .context("sigprocmask")?;
-    let started = start_shell(cfg, exec, ids, pty).and_then(|s| match Signals::install() {
+    };
+    let started = shell.and_then(|s| match Signals::install() {
         Ok(signals) => Ok((s, signals)),
         Err(e) => {
             // Cannot happen in practice (a socketpair): without its handlers the relay cannot run the session.
-            let _ = nix::sys::signal::kill(s.4, Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(s.4, None);
+            let _ = nix::sys::signal::kill(s.child, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(s.child, None);
             Err(e)
         }
     });
     let _ = old_mask.thread_set_mask();
-    let ((user, out, pty, raw, child), signals) = match started {
+    let (
+        RunningShell {
+            user,
+            out,
+            raw,
+            child,
+        },
+        signals,
+    ) = match started {
         Ok(started) => started,
         Err(e) => {
             // Tell the writer how it ended, so the recording says "could not start" rather than "killed".
@@ -641,14 +707,23 @@ fn shell_exec_plan(shell: &ShellPlan, ids: Ids<'_>) -> Result<ExecPlan> {
     shell.exec_plan(&env)
 }
 
-/// Put the user's terminal in raw mode and start the shell (`exec`) on the PTY.
-#[allow(clippy::type_complexity)]
+/// The shell, started on the PTY, and the user's terminal the relay serves it from.
+struct RunningShell {
+    user: OwnedFd,
+    out: Option<OwnedFd>,
+    raw: RawMode,
+    child: Pid,
+}
+
+/// Put the user's terminal in raw mode and start the shell (`exec`) on the PTY. `drop_gid`: the gid the shell's
+/// child sets as its real, effective and saved gid before its exec, when this process still holds the setgid group.
 fn start_shell(
     cfg: &Config,
     exec: &ExecPlan,
     ids: Ids<'_>,
-    pty: Pty,
-) -> Result<(OwnedFd, Option<OwnedFd>, Pty, RawMode, Pid)> {
+    pty: &Pty,
+    drop_gid: Option<nix::unistd::Gid>,
+) -> Result<RunningShell> {
     let user = reopen_tty(ids.tty).context("cannot open the terminal")?;
     let out = stdout_if_elsewhere()?;
     if !cfg.record.banner.is_empty() {
@@ -659,8 +734,13 @@ fn start_shell(
     terminal::restore_on_panic();
     let raw = RawMode::enter()?;
     // On failure `raw` is dropped here, restoring the terminal before the error is printed.
-    let child = pty.spawn(exec)?;
-    Ok((user, out, pty, raw, child))
+    let child = pty.spawn(exec, drop_gid)?;
+    Ok(RunningShell {
+        user,
+        out,
+        raw,
+        child,
+    })
 }
 
 /// A new, independent open file description of our terminal (`tty`: its name as found at the start), so O_NONBLOCK

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
 use nix::pty::{Winsize, openpty};
 use nix::sys::termios::Termios;
-use nix::unistd::Pid;
+use nix::unistd::{Gid, Pid};
 
 use crate::sys::{self, ExecPlan};
 
@@ -39,9 +39,11 @@ impl Pty {
         })
     }
 
-    /// Start `plan` on the slave as a new session leader. Exec failures (e.g. a missing shell) are reported here.
-    pub fn spawn(&self, plan: &ExecPlan) -> Result<Pid> {
-        match sys::spawn_on_pty(plan, self.slave.as_fd()).context("cannot start the shell")? {
+    /// Start `plan` on the slave as a new session leader, with every gid set to `drop_gid` first when given (the
+    /// setgid group is never exec'd into the shell). Exec failures (e.g. a missing shell) are reported here.
+    pub fn spawn(&self, plan: &ExecPlan, drop_gid: Option<Gid>) -> Result<Pid> {
+        let gid = drop_gid.map(|g| g.as_raw());
+        match sys::spawn_on_pty(plan, self.slave.as_fd(), gid).context("cannot start the shell")? {
             Ok(pid) => Ok(pid),
             Err(e) => bail!("cannot execute {}: {e}", plan.path()),
         }
