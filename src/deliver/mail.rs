@@ -313,7 +313,7 @@ fn excerpt(
     }
     let timing = Timing::parse(&timing_text);
     let totals = timing.totals();
-    let total_raw = totals[0] + totals[1];
+    let total_raw = totals[0].saturating_add(totals[1]);
     // Sums of the full files, for the body.
     let mut full = Vec::new();
     let mut gz_total = 0u64;
@@ -342,7 +342,7 @@ fn excerpt(
         let marker = format!(
             "\r\n\r\n[auditty: {} bytes of this session are left out here to fit the mail size limit; \
              the full recording is {} on {}]\r\n\r\n",
-            body::thousands(cut.omitted[0] + cut.omitted[1]),
+            body::thousands(cut.omitted[0].saturating_add(cut.omitted[1])),
             body::escape(meta.id.as_bytes(), 80),
             body::escape(meta.host.as_bytes(), 128)
         )
@@ -379,7 +379,7 @@ fn excerpt(
         }
         let size: u64 = atts.iter().map(|a| a.data.len() as u64).sum();
         let kept_head = cut.head_bytes[0] + cut.head_bytes[1];
-        let omitted = cut.omitted[0] + cut.omitted[1];
+        let omitted = cut.omitted[0].saturating_add(cut.omitted[1]);
         if size <= budget {
             return Ok((
                 atts,

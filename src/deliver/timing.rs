@@ -111,7 +111,8 @@ impl Timing {
         let mut t = [0u64; 2];
         for e in &self.entries {
             if let Entry::Data { stream, len, .. } = e {
-                t[idx(*stream)] += len;
+                // Saturating: a damaged timing may claim sizes near u64::MAX.
+                t[idx(*stream)] = t[idx(*stream)].saturating_add(*len);
             }
         }
         t
@@ -182,13 +183,13 @@ impl Timing {
             .collect();
         let mut acc = 0u64;
         let mut h = 0; // number of data entries in the head
-        while h < data.len() && acc + data[h].2 <= head {
+        while h < data.len() && acc.saturating_add(data[h].2) <= head {
             acc += data[h].2;
             h += 1;
         }
         let mut acc = 0u64;
         let mut t = data.len(); // index of the first data entry of the tail
-        while t > h && acc + data[t - 1].2 <= tail {
+        while t > h && acc.saturating_add(data[t - 1].2) <= tail {
             acc += data[t - 1].2;
             t -= 1;
         }
@@ -203,7 +204,7 @@ impl Timing {
             if k < h {
                 head_bytes[idx(*s)] += len;
             } else if k < t {
-                omitted[idx(*s)] += len;
+                omitted[idx(*s)] = omitted[idx(*s)].saturating_add(*len);
             }
         }
         Some(Cut {
@@ -252,6 +253,22 @@ pub struct Cut {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A damaged timing whose sizes add up past u64::MAX: totals saturate, the excerpt plan and the reconciliation
+    /// against the data on disk neither overflow nor keep more than is there.
+    #[test]
+    fn sizes_near_u64_max_do_not_overflow() {
+        let huge = u64::MAX;
+        let text = format!("O 0.000001 {huge}\nO 0.000001 {huge}\nI 0.500000 7\nO 0.100000 5\n");
+        let mut t = Timing::parse(text.as_bytes());
+        assert_eq!(t.entries.len(), 4, "{:?}", t.dropped_lines);
+        assert_eq!(t.totals(), [u64::MAX, 7]);
+        let cut = t.plan_cut(10, 10).expect("the huge entries do not fit");
+        assert_eq!(cut.head_end, 0);
+        assert_eq!(cut.omitted[0], u64::MAX);
+        assert!(t.reconcile([100, 7], true));
+        assert_eq!(t.totals(), [100, 7]);
+    }
 
     #[test]
     fn classic_parse_render_and_partial_line() {
