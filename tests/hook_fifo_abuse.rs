@@ -25,7 +25,7 @@ fn a_fifo_swapped_for_a_symlink_is_not_followed() {
         &env,
         &[
             "-c",
-            "d=${AUDITTY_FIFO%/*}; ln -s /dev/zero \"$d/z\" && mv -f \"$d/z\" \"$AUDITTY_FIFO\" && echo swapped-ok; \
+            "until [ -p \"$AUDITTY_FIFO\" ]; do sleep 0.01; done; d=${AUDITTY_FIFO%/*}; ln -s /dev/zero \"$d/z\" && mv -f \"$d/z\" \"$AUDITTY_FIFO\" && echo swapped-ok; \
              sleep 0.2; echo after-swap",
         ],
     );
@@ -41,6 +41,9 @@ fn a_fifo_swapped_for_a_symlink_is_not_followed() {
     );
 }
 
+// The spool writer makes the FIFO just after the shell has started (the shell's hook waits for it, bounded): these
+// commands, which use it directly, wait for it first.
+
 /// A process of the user's that keeps the FIFO full (in a session of its own, so the session's end does not stop
 /// it; the writer's last close of the FIFO does): the recording is still complete and queued.
 #[test]
@@ -51,7 +54,7 @@ fn a_flooded_fifo_does_not_stall_the_recording() {
         &env,
         &[
             "-c",
-            "setsid sh -c 'exec yes AUDITTY >\"$AUDITTY_FIFO\"' </dev/null >/dev/null 2>&1 & echo flooder=$!; \
+            "until [ -p \"$AUDITTY_FIFO\" ]; do sleep 0.01; done; setsid sh -c 'exec yes AUDITTY >\"$AUDITTY_FIFO\"' </dev/null >/dev/null 2>&1 & echo flooder=$!; \
              sleep 0.5; seq 1 20000 | tail -1; echo end-of-session",
         ],
     );
