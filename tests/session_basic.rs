@@ -94,17 +94,23 @@ fn login_parser_falls_back_to_the_full_parser() {
     );
 }
 
-/// The shell is the passwd entry's (read as `getent passwd` reads it), not `$SHELL`: a user cannot pick another
-/// program to be recorded under, or an unrecorded one (security.md N12).
-#[test]
-fn the_passwd_shell_is_run_whatever_shell_says() {
+/// This user's passwd entry as `getent passwd` gives it, and its shell field.
+fn passwd_entry_and_shell() -> (String, String) {
     let uid = nix::unistd::getuid().as_raw().to_string();
     let entry = std::process::Command::new("getent")
         .args(["passwd", &uid])
         .output()
         .unwrap();
     let entry = String::from_utf8(entry.stdout).unwrap();
-    let passwd_shell = entry.trim_end().rsplit(':').next().unwrap().to_string();
+    let shell = entry.trim_end().rsplit(':').next().unwrap().to_string();
+    (entry, shell)
+}
+
+/// The shell is the passwd entry's (read as `getent passwd` reads it), not `$SHELL`: a user cannot pick another
+/// program to be recorded under, or an unrecorded one (security.md N12).
+#[test]
+fn the_passwd_shell_is_run_whatever_shell_says() {
+    let (entry, passwd_shell) = passwd_entry_and_shell();
     assert!(
         passwd_shell.ends_with("bash"),
         "this test needs a bash user: {entry}"
@@ -190,13 +196,7 @@ fn loop_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
 /// its own mode, and the recording says the shell never ran (exit status 127, the header and the footer only).
 #[test]
 fn a_shell_that_cannot_be_executed_ends_the_login_with_a_recording_that_says_so() {
-    let uid = nix::unistd::getuid().as_raw().to_string();
-    let entry = std::process::Command::new("getent")
-        .args(["passwd", &uid])
-        .output()
-        .unwrap();
-    let entry = String::from_utf8(entry.stdout).unwrap();
-    let passwd_shell = entry.trim_end().rsplit(':').next().unwrap().to_string();
+    let (_, passwd_shell) = passwd_entry_and_shell();
     let env = Env::new("");
     let bogus = env.dir.path().join("not-a-program");
     std::fs::write(&bogus, b"\x7fELF-this-is-no-program").unwrap();
