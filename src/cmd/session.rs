@@ -472,8 +472,7 @@ fn record(
         Err(e) => {
             if let Some(Ok(running)) = early {
                 // No writer: the shell that has just started is ended (its terminal restored by the drop).
-                let _ = nix::sys::signal::kill(running.child, Signal::SIGKILL);
-                let _ = nix::sys::wait::waitpid(running.child, None);
+                running.kill();
             }
             let _ = old_mask.thread_set_mask();
             withdraw(&registration);
@@ -629,8 +628,7 @@ fn run_relay(
         Ok(signals) => Ok((s, signals)),
         Err(e) => {
             // Cannot happen in practice (a socketpair): without its handlers the relay cannot run the session.
-            let _ = nix::sys::signal::kill(s.child, Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(s.child, None);
+            s.kill();
             Err(e)
         }
     });
@@ -713,6 +711,14 @@ struct RunningShell {
     out: Option<OwnedFd>,
     raw: RawMode,
     child: Pid,
+}
+
+impl RunningShell {
+    /// End a shell that cannot be served (no writer, no signal handlers): SIGKILL and reap it.
+    fn kill(&self) {
+        let _ = nix::sys::signal::kill(self.child, Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(self.child, None);
+    }
 }
 
 /// Put the user's terminal in raw mode and start the shell (`exec`) on the PTY. `drop_gid`: the gid the shell's
