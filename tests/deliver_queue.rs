@@ -1078,3 +1078,93 @@ fn a_server_closing_with_421_is_tried_once_per_flush() {
     assert_eq!(meta(&queued[0])["attempts"], 1);
     assert_eq!(meta(&queued[1])["attempts"], 0);
 }
+
+/// A spool writer killed after it had written its footer but before meta.json had the end, or a meta.json damaged
+/// since (flush rebuilds it, without the end): flush completes the orphan with the writer's footer kept, not a
+/// second one, and takes the end from it (the end reason too where the timing records it: advanced).
+#[test]
+fn an_abandoned_recording_whose_writer_wrote_its_footer_gets_no_second_footer() {
+    for (timing, reason) in [("classic", "incomplete"), ("advanced", "exit")] {
+        let env = env_with(
+            &format!("[record]\ntiming = \"{timing}\"\n"),
+            "transport = \"none\"\n",
+        );
+        let q = queued_without_transport(
+            &env,
+            "echo footer-kept-session; exit 3",
+            "footer-kept-session",
+        );
+        let id = name(&q);
+        let (ts, tm, recorded) = (
+            read(&q.join("typescript")),
+            read(&q.join("timing")),
+            meta(&q),
+        );
+        let footer = format!(
+            "\nScript done on {} [COMMAND_EXIT_CODE=\"3\"]\n",
+            recorded["end"].as_str().unwrap()
+        );
+        assert!(
+            ts.ends_with(footer.as_bytes()),
+            "{}",
+            String::from_utf8_lossy(&ts)
+        );
+        // Back in active/ as the writer left it, its meta.json damaged: an orphan whose meta has no end.
+        let active = env.spool.join("active").join(&id);
+        std::fs::rename(&q, &active).unwrap();
+        std::fs::write(active.join("meta.json"), b"{\"id\": \"2026").unwrap();
+        let f = run(&env, &["flush"]);
+        assert_eq!(
+            f.status.code(),
+            Some(1),
+            "the damage is reported: {}",
+            text(&f)
+        );
+        assert!(
+            String::from_utf8_lossy(&f.stdout).contains(&format!("recovered {id}"))
+                && String::from_utf8_lossy(&f.stderr).contains("meta.json is not valid meta.json"),
+            "{}",
+            text(&f)
+        );
+        let q = env.recordings("queue");
+        assert_eq!(q, [env.spool.join("queue").join(&id)], "{timing}");
+        let done = read(&q[0].join("typescript"));
+        assert_eq!(
+            String::from_utf8_lossy(&done)
+                .matches("Script done on ")
+                .count(),
+            1,
+            "{timing}: {}",
+            String::from_utf8_lossy(&done)
+        );
+        assert_eq!(
+            done, ts,
+            "{timing}: the typescript is the writer's, unchanged"
+        );
+        assert_eq!(
+            read(&q[0].join("timing")),
+            tm,
+            "{timing}: no second END/DURATION"
+        );
+        let m = meta(&q[0]);
+        assert_eq!(m["end"], recorded["end"], "{timing}: {m}");
+        assert_eq!(m["exit_status"], 3, "{timing}: {m}");
+        assert_eq!(m["end_reason"], reason, "{timing}: {m}");
+        assert_eq!(m["bytes_out"], recorded["bytes_out"], "{timing}: {m}");
+        assert!(
+            m["write_errors"].as_array().unwrap().iter().any(|e| e
+                .as_str()
+                .unwrap()
+                .contains("from that footer, which is kept")),
+            "{timing}: {m}"
+        );
+        // Queued like any recording: the next flush has nothing to report.
+        let f = run(&env, &["flush"]);
+        assert!(
+            f.status.success() && f.stderr.is_empty(),
+            "{timing}: {}",
+            text(&f)
+        );
+        assert_eq!(read(&q[0].join("typescript")), ts, "{timing}");
+    }
+}

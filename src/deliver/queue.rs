@@ -361,8 +361,85 @@ fn typescript_header(meta: &Meta) -> Vec<u8> {
     typescript::header(&meta.start, &info)
 }
 
+/// The spool writer's own footer at the end of the data file `path` (`hdr` header bytes, `len` in all), if it is
+/// one: the file ends with a footer as `typescript::footer` writes it, after the header, and `timed`, the bytes the
+/// timing's entries give this stream, covers exactly the body before it. Output (and recorded input) is always
+/// covered by timing entries, the writer's footer never is; so recorded bytes that merely look like a footer
+/// (a `cat` of an old typescript) are not taken for one.
+fn writers_footer(
+    path: &Path,
+    hdr: u64,
+    len: u64,
+    timed: u64,
+) -> Result<Option<typescript::Footer>> {
+    use std::io::{Seek, SeekFrom};
+    let body = len.saturating_sub(hdr);
+    let n = body.min(typescript::FOOTER_MAX as u64);
+    let mut f = layout::open_no_follow(path)?;
+    let mut tail = vec![0u8; n as usize];
+    f.seek(SeekFrom::Start(len - n))
+        .and_then(|_| f.read_exact(&mut tail))
+        .with_context(|| format!("cannot read the end of {}", path.display()))?;
+    let Some(footer) = typescript::footer_at_end(&tail) else {
+        return Ok(None);
+    };
+    let footer_len = footer.bytes().len() as u64;
+    Ok((timed == body - footer_len).then_some(footer))
+}
+
+/// The value of the last `H <delay> NAME value` entry of an advanced timing named `name`.
+fn timing_info<'a>(timing: &'a Timing, name: &str) -> Option<&'a str> {
+    timing.entries.iter().rev().find_map(|e| match e {
+        crate::deliver::timing::Entry::Other(l) => {
+            let l = std::str::from_utf8(l).ok()?;
+            let mut f = l.splitn(4, ' ');
+            (f.next() == Some("H") && f.nth(1) == Some(name)).then(|| f.next().unwrap_or(""))
+        }
+        _ => None,
+    })
+}
+
+/// How the session ended, as the spool writer recorded it, for a recording whose footer it wrote but whose meta.json
+/// lacks the end: a killed relay says so in the footer; otherwise only an advanced timing tells (the writer puts
+/// `END <reason>` there for every end but the shell's exit, before `DURATION`, and names the signal that stopped
+/// the recorder in an `S` entry). Without it, `Incomplete`: the footer's exit code does not tell an exit from a
+/// hangup. Returns the reason and the signal's name.
+fn writers_end_reason(footer: &typescript::Footer, timing: &Timing) -> (EndReason, Option<String>) {
+    match footer.mark.as_deref() {
+        Some(typescript::KILLED_MARK) => return (EndReason::Killed, None),
+        Some(_) => return (EndReason::Incomplete, None),
+        None if timing.classic => return (EndReason::Incomplete, None),
+        None => {}
+    }
+    let reason = match (timing_info(timing, "END"), timing_info(timing, "DURATION")) {
+        (Some("exit"), _) | (None, Some(_)) => EndReason::Exit,
+        (Some("hangup"), _) => EndReason::Hangup,
+        (Some("signal"), _) => EndReason::Signal,
+        (Some("killed"), _) => EndReason::Killed,
+        _ => EndReason::Incomplete,
+    };
+    let signal = (reason == EndReason::Signal)
+        .then(|| {
+            timing.entries.iter().find_map(|e| match e {
+                crate::deliver::timing::Entry::Other(l) => {
+                    let l = std::str::from_utf8(l).ok()?;
+                    let name = l.strip_prefix("S ")?.split(' ').nth(1)?;
+                    (name != "SIGWINCH").then(|| name.to_string())
+                }
+                _ => None,
+            })
+        })
+        .flatten();
+    (reason, signal)
+}
+
 /// Complete a recording whose writer vanished mid-session: make the timing agree with the data on disk, append the
 /// footer with the "incomplete" mark, and fill in meta.json's end. The caller holds the lock.
+///
+/// A writer that vanished after it had written its footer (before meta.json had the end, or with meta.json damaged
+/// since) completed the data files itself: its footer (`writers_footer`) is kept, not given a second one, and the
+/// end, exit status and end reason are taken from it (and from the timing's closing entries, which are added only
+/// where they are missing). The same for the input log, when it ends with the same footer, timed the same way.
 pub fn complete_orphan(dir: &Path, meta: &mut Meta) -> Result<()> {
     let ts_path = dir.join(layout::TYPESCRIPT);
     let in_path = dir.join(layout::INPUT);
@@ -391,22 +468,71 @@ pub fn complete_orphan(dir: &Path, meta: &mut Meta) -> Result<()> {
         layout::read_no_follow(&tm_path, u64::MAX)?
     };
     let mut timing = Timing::parse(&tm_bytes);
-    let have = [ts_len - ts_hdr.min(ts_len), in_len - in_hdr.min(in_len)];
+    let timed = timing.totals();
+    let ts_footer = writers_footer(&ts_path, ts_hdr, ts_len, timed[0])?;
+    // The input log's footer counts only next to the typescript's, the same footer (the writer writes one to both),
+    // and timed as its input (a classic timing holds no input entries, so nothing there vouches for it).
+    let in_footer = match &ts_footer {
+        Some(f) if input_present && !timing.classic => {
+            writers_footer(&in_path, in_hdr, in_len, timed[1])?.filter(|g| g == f)
+        }
+        _ => None,
+    };
+    let footer_len =
+        |f: &Option<typescript::Footer>| f.as_ref().map_or(0, |f| f.bytes().len() as u64);
+    let have = [
+        ts_len - ts_hdr.min(ts_len) - footer_len(&ts_footer),
+        in_len - in_hdr.min(in_len) - footer_len(&in_footer),
+    ];
     let changed = timing.reconcile(have, input_present) || timing.dropped_lines > 0;
-    let last_write = std::fs::metadata(&ts_path)
-        .map(|m| m.mtime())
-        .unwrap_or_else(|_| now_unix());
     let start = body::parse_script_time(&meta.start);
     let offset = start.map(|t| t.offset()).unwrap_or(time::UtcOffset::UTC);
-    let end_t = OffsetDateTime::from_unix_timestamp(last_write)
-        .unwrap_or_else(|_| OffsetDateTime::now_utc());
-    let end_str = typescript::script_time(end_t, offset);
-    let duration = last_write.saturating_sub(meta.start_unix).max(0) as f64;
     let mut tm_out = if changed { timing.render() } else { tm_bytes };
-    if !timing.classic {
-        let t = format!("H 0.000000 END incomplete\nH 0.000000 DURATION {duration:.6}\n");
-        tm_out.extend_from_slice(t.as_bytes());
-    }
+    let (end_str, duration, reason, signal, exit_status) = match &ts_footer {
+        Some(f) => {
+            let (reason, signal) = writers_end_reason(f, &timing);
+            let end_unix =
+                body::parse_script_time(&f.end).map_or(meta.start_unix, |t| t.unix_timestamp());
+            let from_times = end_unix.saturating_sub(meta.start_unix).max(0) as f64;
+            let written = timing_info(&timing, "DURATION").and_then(|d| d.parse::<f64>().ok());
+            if !timing.classic {
+                // The writer's closing entries (END for every end but an exit, DURATION, EXIT_CODE) that it did not
+                // get to write; none is written twice.
+                let mut t = String::new();
+                if written.is_none()
+                    && timing_info(&timing, "END").is_none()
+                    && reason != EndReason::Exit
+                {
+                    t += &format!("H 0.000000 END {}\n", reason.as_str());
+                }
+                if written.is_none() {
+                    t += &format!("H 0.000000 DURATION {from_times:.6}\n");
+                }
+                if let Some(c) = f.exit_code
+                    && timing_info(&timing, "EXIT_CODE").is_none()
+                {
+                    t += &format!("H 0.000000 EXIT_CODE {c}\n");
+                }
+                tm_out.extend_from_slice(t.as_bytes());
+            }
+            let duration = written.unwrap_or(from_times);
+            (f.end.clone(), duration, reason, signal, f.exit_code)
+        }
+        None => {
+            let last_write = std::fs::metadata(&ts_path)
+                .map(|m| m.mtime())
+                .unwrap_or_else(|_| now_unix());
+            let end_t = OffsetDateTime::from_unix_timestamp(last_write)
+                .unwrap_or_else(|_| OffsetDateTime::now_utc());
+            let duration = last_write.saturating_sub(meta.start_unix).max(0) as f64;
+            if !timing.classic {
+                let t = format!("H 0.000000 END incomplete\nH 0.000000 DURATION {duration:.6}\n");
+                tm_out.extend_from_slice(t.as_bytes());
+            }
+            let end_str = typescript::script_time(end_t, offset);
+            (end_str, duration, EndReason::Incomplete, None, None)
+        }
+    };
     let mut tmp = tempfile::Builder::new()
         .prefix(".timing.")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o640))
@@ -418,34 +544,56 @@ pub fn complete_orphan(dir: &Path, meta: &mut Meta) -> Result<()> {
     tmp.persist(&tm_path)
         .map_err(|e| e.error)
         .with_context(|| format!("cannot rewrite {}", tm_path.display()))?;
-    let footer = typescript::footer(&end_str, None, Some(RECOVERED_MARK));
-    let mut paths = vec![ts_path];
-    if input_present {
+    let recovered = typescript::footer(&end_str, None, Some(RECOVERED_MARK));
+    let mut paths = Vec::new();
+    if ts_footer.is_none() {
+        paths.push(ts_path);
+    }
+    if input_present && in_footer.is_none() {
         paths.push(in_path);
     }
     for p in paths {
         let mut f = layout::open_no_follow_to_append(&p)?;
-        f.write_all(&footer)
+        f.write_all(&recovered)
             .and_then(|_| f.sync_all())
             .with_context(|| format!("cannot complete {}", p.display()))?;
     }
     meta.end = Some(end_str);
     meta.duration_secs = Some(duration);
-    meta.end_reason = Some(EndReason::Incomplete);
-    meta.exit_status = None;
+    meta.end_reason = Some(reason);
+    meta.signal = signal;
+    meta.exit_status = exit_status;
     meta.bytes_out = have[0];
     if input_present {
         meta.bytes_in = have[1];
     }
-    meta.write_errors.push(format!(
-        "both recorder processes vanished; completed by auditty flush at {} (the last half second of output may be missing{})",
-        typescript::script_time(OffsetDateTime::now_utc(), offset),
-        match (timing.dropped_note(), changed) {
-            (Some(d), _) => format!(", the timing file was repaired: {d}"),
-            (None, true) => ", the timing file was repaired".to_string(),
-            (None, false) => String::new(),
-        }
-    ));
+    let repaired = match (timing.dropped_note(), changed) {
+        (Some(d), _) => format!(", the timing file was repaired: {d}"),
+        (None, true) => ", the timing file was repaired".to_string(),
+        (None, false) => String::new(),
+    };
+    let now = typescript::script_time(OffsetDateTime::now_utc(), offset);
+    meta.write_errors.push(match &ts_footer {
+        Some(f) => format!(
+            "the spool writer vanished after it had written the end of the typescript (its footer: {}) but before \
+             meta.json was complete; completed by auditty flush at {now} from that footer, which is kept{}{}{repaired}",
+            String::from_utf8_lossy(f.bytes().trim_ascii()),
+            if reason == EndReason::Incomplete && f.mark.is_none() {
+                " (how the session ended, exit or hangup, is not known: only an advanced timing records it)"
+            } else {
+                ""
+            },
+            if input_present && in_footer.is_none() {
+                "; the input log's end was not written, it got the recovered footer"
+            } else {
+                ""
+            },
+        ),
+        None => format!(
+            "both recorder processes vanished; completed by auditty flush at {now} (the last half second of output \
+             may be missing{repaired})"
+        ),
+    });
     meta.write(dir)?;
     Ok(())
 }
@@ -1549,6 +1697,195 @@ mod tests {
         );
         assert_eq!(meta.end_reason, Some(EndReason::Incomplete));
         assert_eq!(meta.bytes_out, 0);
+    }
+
+    /// The footer the writer writes at the end of a session that lasted 5 s (the orphans' start is 10:00:00).
+    fn writers_footer_bytes(code: Option<i32>, mark: Option<&str>) -> Vec<u8> {
+        typescript::footer("2026-11-22 10:00:05+01:00", code, mark)
+    }
+
+    fn done_lines(b: &[u8]) -> usize {
+        String::from_utf8_lossy(b)
+            .matches("Script done on ")
+            .count()
+    }
+
+    #[test]
+    fn an_orphan_whose_writer_wrote_its_footer_keeps_it() {
+        let footer = writers_footer_bytes(Some(3), None);
+        let body = format!("hello\r\n{}", String::from_utf8_lossy(&footer));
+        // Classic: the footer's exit code is kept; how the session ended is not recorded there.
+        let (d, mut meta) = orphan("0.100000 5\n0.200000 2\n", &body);
+        let ts_before = std::fs::read(d.path().join("typescript")).unwrap();
+        complete_orphan(d.path(), &mut meta).unwrap();
+        let ts = std::fs::read(d.path().join("typescript")).unwrap();
+        assert_eq!(ts, ts_before, "nothing appended");
+        assert_eq!(done_lines(&ts), 1);
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("timing")).unwrap(),
+            "0.100000 5\n0.200000 2\n"
+        );
+        assert_eq!(meta.end.as_deref(), Some("2026-11-22 10:00:05+01:00"));
+        assert_eq!(meta.exit_status, Some(3));
+        assert_eq!(meta.end_reason, Some(EndReason::Incomplete));
+        assert_eq!(meta.duration_secs, Some(5.0));
+        assert_eq!(meta.bytes_out, 7);
+        let note = meta.write_errors.last().unwrap();
+        assert!(
+            note.contains("after it had written the end of the typescript")
+                && note.contains(
+                    "(its footer: Script done on 2026-11-22 10:00:05+01:00 [COMMAND_EXIT_CODE=\"3\"])"
+                )
+                && note.contains("exit or hangup, is not known"),
+            "{note}"
+        );
+        let back = Meta::read(&d.path().join("meta.json")).unwrap();
+        assert_eq!(
+            (back.exit_status, back.end.as_deref()),
+            (Some(3), meta.end.as_deref())
+        );
+
+        // Advanced, with the writer's closing entries: the end reason is the writer's; nothing is added twice.
+        for (closing, reason) in [
+            (
+                "H 0.000000 DURATION 5.250000\nH 0.000000 EXIT_CODE 3\n",
+                EndReason::Exit,
+            ),
+            (
+                "H 0.000000 END hangup\nH 0.000000 DURATION 5.250000\nH 0.000000 EXIT_CODE 3\n",
+                EndReason::Hangup,
+            ),
+        ] {
+            let tm = format!("H 0.000000 START_TIME x\nO 0.100000 7\n{closing}");
+            let (d, mut meta) = orphan(&tm, &body);
+            complete_orphan(d.path(), &mut meta).unwrap();
+            let ts = std::fs::read(d.path().join("typescript")).unwrap();
+            assert!(ts.ends_with(&footer) && done_lines(&ts) == 1, "{ts:?}");
+            assert_eq!(
+                std::fs::read_to_string(d.path().join("timing")).unwrap(),
+                tm
+            );
+            assert_eq!(meta.end_reason, Some(reason));
+            assert_eq!(
+                (meta.exit_status, meta.duration_secs),
+                (Some(3), Some(5.25))
+            );
+        }
+
+        // Advanced, killed between the typescript's write and the timing's closing entries: added once, honestly.
+        let (d, mut meta) = orphan("O 0.100000 7\nH 0.000000 DURA", &body);
+        complete_orphan(d.path(), &mut meta).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("timing")).unwrap(),
+            "O 0.100000 7\nH 0.000000 END incomplete\nH 0.000000 DURATION 5.000000\nH 0.000000 EXIT_CODE 3\n"
+        );
+        assert_eq!(
+            done_lines(&std::fs::read(d.path().join("typescript")).unwrap()),
+            1
+        );
+        assert_eq!(meta.end_reason, Some(EndReason::Incomplete));
+
+        // A killed relay: the footer says so; the signal that stopped a recorder comes from its S entry.
+        let killed = writers_footer_bytes(None, Some(typescript::KILLED_MARK));
+        let (d, mut meta) = orphan(
+            "O 0.100000 7\nH 0.000000 END killed\n",
+            &format!("hello\r\n{}", String::from_utf8_lossy(&killed)),
+        );
+        complete_orphan(d.path(), &mut meta).unwrap();
+        assert_eq!(meta.end_reason, Some(EndReason::Killed));
+        assert_eq!(meta.exit_status, None);
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("timing")).unwrap(),
+            "O 0.100000 7\nH 0.000000 END killed\nH 0.000000 DURATION 5.000000\n"
+        );
+        let (d, mut meta) = orphan(
+            "O 0.100000 7\nS 0.000000 SIGWINCH ROWS=24 COLS=80\nS 0.100000 SIGTERM\nH 0.000000 END signal\n\
+             H 0.000000 DURATION 5.000000\nH 0.000000 EXIT_CODE 3\n",
+            &body,
+        );
+        complete_orphan(d.path(), &mut meta).unwrap();
+        assert_eq!(meta.end_reason, Some(EndReason::Signal));
+        assert_eq!(meta.signal.as_deref(), Some("SIGTERM"));
+    }
+
+    #[test]
+    fn an_orphans_input_log_keeps_the_writers_footer_only_when_it_wrote_it_there() {
+        let footer = writers_footer_bytes(Some(0), None);
+        let f = String::from_utf8_lossy(&footer).into_owned();
+        let header = "Script started on 2026-11-22 10:00:00+01:00 [COLUMNS=\"80\" LINES=\"24\"]\n";
+        let tm =
+            "I 0.050000 3\nO 0.100000 7\nH 0.000000 DURATION 5.000000\nH 0.000000 EXIT_CODE 0\n";
+        for (input, kept) in [(format!("ls\r{f}"), true), ("ls\r".to_string(), false)] {
+            let (d, mut meta) = orphan(tm, &format!("hello\r\n{f}"));
+            std::fs::write(d.path().join("input"), format!("{header}{input}")).unwrap();
+            complete_orphan(d.path(), &mut meta).unwrap();
+            let inp = std::fs::read(d.path().join("input")).unwrap();
+            let ts = std::fs::read(d.path().join("typescript")).unwrap();
+            assert!(ts.ends_with(&footer) && done_lines(&ts) == 1);
+            assert_eq!(done_lines(&inp), 1, "{}", String::from_utf8_lossy(&inp));
+            if kept {
+                assert_eq!(inp, format!("{header}{input}").into_bytes());
+            } else {
+                assert_eq!(
+                    inp,
+                    format!(
+                        "{header}ls\r\nScript done on 2026-11-22 10:00:05+01:00 [<{RECOVERED_MARK}>]\n"
+                    )
+                    .into_bytes()
+                );
+                assert!(
+                    meta.write_errors
+                        .last()
+                        .unwrap()
+                        .contains("the input log's end was not written"),
+                    "{:?}",
+                    meta.write_errors
+                );
+            }
+            assert_eq!((meta.bytes_out, meta.bytes_in), (7, 3));
+            assert_eq!(meta.end_reason, Some(EndReason::Exit));
+            assert_eq!(
+                std::fs::read_to_string(d.path().join("timing")).unwrap(),
+                tm
+            );
+        }
+    }
+
+    #[test]
+    fn an_orphan_whose_output_only_looks_like_a_footer_is_marked_recovered() {
+        // `cat` of a finished typescript as the session's last output: the timing covers those bytes, so they are
+        // output, not the writer's footer.
+        let lookalike = writers_footer_bytes(Some(0), None);
+        let n = lookalike.len();
+        let (d, mut meta) = orphan(
+            &format!("0.100000 7\n0.200000 {n}\n"),
+            &format!("hello\r\n{}", String::from_utf8_lossy(&lookalike)),
+        );
+        complete_orphan(d.path(), &mut meta).unwrap();
+        let ts = std::fs::read_to_string(d.path().join("typescript")).unwrap();
+        assert_eq!(done_lines(ts.as_bytes()), 2, "{ts}");
+        assert!(
+            ts.ends_with(&format!(" [<{RECOVERED_MARK}>]\n"))
+                && ts.contains(&format!(
+                    "hello\r\n{}\nScript done on ",
+                    String::from_utf8_lossy(&lookalike)
+                )),
+            "{ts}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("timing")).unwrap(),
+            format!("0.100000 7\n0.200000 {n}\n")
+        );
+        assert_eq!(meta.end_reason, Some(EndReason::Incomplete));
+        assert_eq!((meta.exit_status, meta.bytes_out), (None, 7 + n as u64));
+        assert!(
+            meta.write_errors
+                .last()
+                .unwrap()
+                .starts_with("both recorder processes vanished"),
+            "{:?}",
+            meta.write_errors
+        );
     }
 
     #[test]

@@ -106,6 +106,9 @@ pub fn parse_header(line: &[u8]) -> Option<ParsedHeader> {
     Some(h)
 }
 
+/// The footer mark of a recording whose relay vanished without an End frame (the spool writer's `finish`).
+pub const KILLED_MARK: &str = "recorder killed";
+
 /// `\nScript done on <time> [<status>]\n`, with status `COMMAND_EXIT_CODE="n"` or an explicit mark such as
 /// `<recorder killed>`.
 pub fn footer(end: &str, exit_code: Option<i32>, mark: Option<&str>) -> Vec<u8> {
@@ -115,6 +118,68 @@ pub fn footer(end: &str, exit_code: Option<i32>, mark: Option<&str>) -> Vec<u8> 
         (None, None) => "<exit code unknown>".to_string(),
     };
     format!("\nScript done on {end} [{status}]\n").into_bytes()
+}
+
+/// A footer as `footer` writes it, read back: the end time as written, the exit code, the mark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Footer {
+    /// `YYYY-MM-DD HH:MM:SS+HH:MM`, as written.
+    pub end: String,
+    pub exit_code: Option<i32>,
+    /// The explicit mark (`recorder killed`, …) in place of the exit code.
+    pub mark: Option<String>,
+}
+
+impl Footer {
+    /// The footer's bytes, exactly as `footer` writes them.
+    pub fn bytes(&self) -> Vec<u8> {
+        footer(&self.end, self.exit_code, self.mark.as_deref())
+    }
+}
+
+/// The longest footer `footer_at_end` recognises (a time of 25 bytes and a mark of a few dozen): the bytes of a data
+/// file's end a caller needs to hand it.
+pub const FOOTER_MAX: usize = 512;
+
+/// The footer `footer` writes, if `tail` (the last bytes of a typescript or input log) ends with exactly one:
+/// `\nScript done on <time> [<status>]\n`, the time in `script_time`'s format, the status `COMMAND_EXIT_CODE="n"`,
+/// `<exit code unknown>` or `<mark>`. Anything that would not be written byte for byte the same (another time
+/// format, `"+1"` or `"01"` as an exit code, bytes after the newline) is `None`. Whether the bytes are the writer's
+/// footer or output that looks like one, the caller decides (the timing covers output, never the footer).
+pub fn footer_at_end(tail: &[u8]) -> Option<Footer> {
+    const START: &[u8] = b"\nScript done on ";
+    let body = tail.strip_suffix(b"\n")?;
+    let at = body.windows(START.len()).rposition(|w| w == START)?;
+    let line = std::str::from_utf8(&body[at + START.len()..]).ok()?;
+    let (end, status) = line.split_once(" [")?;
+    let status = status.strip_suffix(']')?;
+    let fmt = format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second][offset_hour sign:mandatory]:[offset_minute]"
+    );
+    // Strictly `script_time`'s format: what it would print for the time it parses to.
+    if OffsetDateTime::parse(end, &fmt).ok()?.format(&fmt).ok()? != end {
+        return None;
+    }
+    let (exit_code, mark) = if let Some(code) = status
+        .strip_prefix("COMMAND_EXIT_CODE=\"")
+        .and_then(|c| c.strip_suffix('"'))
+    {
+        (Some(code.parse().ok()?), None)
+    } else if status == "<exit code unknown>" {
+        (None, None)
+    } else {
+        let m = status.strip_prefix('<')?.strip_suffix('>')?;
+        if m.is_empty() || m.contains(['<', '>', '\n']) {
+            return None;
+        }
+        (None, Some(m.to_string()))
+    };
+    let f = Footer {
+        end: end.to_string(),
+        exit_code,
+        mark,
+    };
+    (f.bytes() == tail[at..]).then_some(f)
 }
 
 #[cfg(test)]
@@ -220,6 +285,68 @@ mod tests {
             footer("T", Some(0), Some("recorder killed")),
             b"\nScript done on T [<recorder killed>]\n"
         );
+    }
+
+    #[test]
+    fn a_footer_reads_back_as_written() {
+        let end = "2026-11-22 03:58:47+01:00";
+        for (code, mark) in [
+            (Some(0), None),
+            (Some(-1), None),
+            (Some(255), None),
+            (None, Some("recorder killed")),
+            (None, Some("incomplete: recovered by auditty flush")),
+            (None, None),
+        ] {
+            let written = footer(end, code, mark);
+            for before in [&b""[..], b"output\r\n", b"Script done on x [y]\n"] {
+                let mut ts = b"Script started on T [<not executed on terminal>]\n".to_vec();
+                ts.extend_from_slice(before);
+                ts.extend_from_slice(&written);
+                let f = footer_at_end(&ts).unwrap_or_else(|| panic!("{code:?} {mark:?}"));
+                assert_eq!(f.end, end);
+                assert_eq!((f.exit_code, f.mark.as_deref()), (code, mark));
+                assert_eq!(f.bytes(), written);
+                assert_eq!(
+                    footer_at_end(&written).as_ref(),
+                    Some(&f),
+                    "the footer alone"
+                );
+            }
+        }
+        // A mark that replaces the exit code reads back as the mark (it is all the footer says).
+        let f = footer_at_end(&footer(end, Some(3), Some("recorder killed"))).unwrap();
+        assert_eq!(
+            (f.exit_code, f.mark.as_deref()),
+            (None, Some("recorder killed"))
+        );
+        assert!(footer(end, None, None).len() < FOOTER_MAX);
+    }
+
+    #[test]
+    fn only_a_footer_as_written_is_one() {
+        let ok = footer("2026-11-22 03:58:47+01:00", Some(7), None);
+        let mut trailing = ok.clone();
+        trailing.extend_from_slice(b"$ ");
+        let mut cut = ok.clone();
+        cut.pop();
+        for bad in [
+            &b""[..],
+            &trailing,
+            &cut,
+            &ok[1..], // no newline before it
+            b"\nScript done on 2026-11-22 03:58:47 [COMMAND_EXIT_CODE=\"7\"]\n",
+            b"\nScript done on 2026-11-22 03:58:47+01:00 [COMMAND_EXIT_CODE=\"+7\"]\n",
+            b"\nScript done on 2026-11-22 03:58:47+01:00 [COMMAND_EXIT_CODE=\"07\"]\n",
+            b"\nScript done on 2026-11-22 03:58:47+01:00 [COMMAND_EXIT_CODE=\"x\"]\n",
+            b"\nScript done on 2026-11-22 03:58:47+01:00 [<>]\n",
+            b"\nScript done on 2026-11-22 03:58:47+01:00 [killed]\n",
+            b"\nScript done on 2026-11-22 03:58:47+01:00 [<a> <b>]\n",
+            b"\nScript done on 2026-11-22 03:58:47+01:00 [<a>]\nmore\n",
+            b"\nScript done on 2026-13-22 03:58:47+01:00 [<a>]\n",
+        ] {
+            assert_eq!(footer_at_end(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]

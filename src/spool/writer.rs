@@ -867,7 +867,7 @@ impl Writer {
             Some((s, r, sig)) => (Some(s), r, Some(sig).filter(|s| !s.is_empty())),
             None => (None, EndReason::Killed, None),
         };
-        let mark = (reason == EndReason::Killed).then_some("recorder killed");
+        let mark = (reason == EndReason::Killed).then_some(typescript::KILLED_MARK);
         let footer = typescript::footer(&end_str, status, mark);
         let us = duration_ns / 1000;
         let mut closing = Vec::new();
