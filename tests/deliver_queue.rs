@@ -963,6 +963,73 @@ fn a_symlink_or_a_plain_file_in_the_spool_is_reported_never_followed_nor_removed
     );
 }
 
+/// A flush run every minute does not fail every minute for the same stray: it is reported (exit status 1) by the
+/// first flush that sees it; the next ones only mention it on stdout and exit 0, until it changes.
+#[test]
+fn a_stray_is_reported_once_and_again_when_it_changes() {
+    let env = env_with("", "transport = \"none\"\n");
+    std::fs::create_dir_all(env.spool.join("queue")).unwrap();
+    let stray = env
+        .spool
+        .join("queue")
+        .join("20261203T101500Z-alice-00000000000e");
+    std::os::unix::fs::symlink("/etc", &stray).unwrap();
+    let reported = format!(
+        "{} is a symlink to /etc, not a recording directory",
+        stray.display()
+    );
+    let f = run(&env, &["flush"]);
+    assert_eq!(f.status.code(), Some(1), "reported: {}", text(&f));
+    assert!(
+        String::from_utf8_lossy(&f.stderr).contains(&reported),
+        "{}",
+        text(&f)
+    );
+    assert!(f.stdout.is_empty(), "{}", text(&f));
+    let list = env.spool.join("reported-strays");
+    let md = std::fs::symlink_metadata(&list).unwrap();
+    assert!(md.is_file(), "{md:?}");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&md.permissions()) & 0o7777,
+        0o600
+    );
+    let f = run(&env, &["flush"]);
+    assert_eq!(f.status.code(), Some(0), "not again: {}", text(&f));
+    assert!(f.stderr.is_empty(), "{}", text(&f));
+    assert_eq!(
+        String::from_utf8_lossy(&f.stdout),
+        format!(
+            "1 stray entry reported earlier is still in the spool (not recording directories; left as they are): {}\n",
+            stray.display()
+        )
+    );
+    // Changed: a plain file in the symlink's place is another stray.
+    std::fs::remove_file(&stray).unwrap();
+    std::fs::write(&stray, b"not a recording").unwrap();
+    let f = run(&env, &["flush"]);
+    assert_eq!(f.status.code(), Some(1), "reported again: {}", text(&f));
+    let err = String::from_utf8_lossy(&f.stderr);
+    assert!(
+        err.contains(&format!(
+            "{} is a plain file of 15 bytes, not a recording directory",
+            stray.display()
+        )) && !err.contains(&reported),
+        "{}",
+        text(&f)
+    );
+    assert!(f.stdout.is_empty(), "{}", text(&f));
+    assert_eq!(read(&stray), b"not a recording", "left as it is");
+    // Gone: nothing to report, nothing remembered.
+    std::fs::remove_file(&stray).unwrap();
+    let f = run(&env, &["flush"]);
+    assert!(
+        f.status.success() && f.stdout.is_empty() && f.stderr.is_empty(),
+        "{}",
+        text(&f)
+    );
+    assert!(!list.exists());
+}
+
 /// `n` sessions recorded while no transport is configured, each queued with its writer gone.
 fn queued_and_settled(env: &Env, n: usize, tag: &str) -> Vec<PathBuf> {
     let mut queued = Vec::new();

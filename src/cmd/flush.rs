@@ -40,6 +40,20 @@ pub fn run(cli: &Cli, mut privilege: Privilege, all: bool) -> Result<Exit> {
             "auditty flush: {id} FAILED permanently (kept in failed/, retried by flush --all): {e}"
         );
     }
+    if !r.strays_reported_earlier.is_empty() {
+        let n = r.strays_reported_earlier.len();
+        let paths: Vec<String> = r
+            .strays_reported_earlier
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        println!(
+            "{n} stray {} reported earlier {} still in the spool (not recording directories; left as they are): {}",
+            if n == 1 { "entry" } else { "entries" },
+            if n == 1 { "is" } else { "are" },
+            paths.join(", ")
+        );
+    }
     for e in &r.errors {
         eprintln!("auditty flush: {e}");
     }

@@ -20,6 +20,7 @@ use crate::record::meta::{EndReason, FileSum, Meta};
 use crate::record::typescript;
 use crate::spool::guard::{self, Registration};
 use crate::spool::layout::{self, Spool, State};
+use crate::spool::strays;
 use crate::syslog::Logger;
 
 /// The footer mark of a recording completed by `flush` after both recorder processes vanished.
@@ -697,6 +698,8 @@ pub struct Report {
     pub removed: Vec<String>,
     /// Problems an administrator must look at.
     pub errors: Vec<String>,
+    /// Stray entries of the state directories an earlier flush reported, still there unchanged (not in `errors`).
+    pub strays_reported_earlier: Vec<PathBuf>,
     pub disabled: usize,
 }
 
@@ -883,18 +886,24 @@ pub fn flush(cfg: &Config, spool: &Spool, all: bool, log: &mut Logger) -> Result
         a.remove();
     }
     // Entries of the state directories that are not recording directories (a symlink, a plain file): reported,
-    // never followed nor removed. (`Spool::list` only lists directories.)
-    for st in State::ALL {
-        for (path, what) in spool.strays(st) {
-            let msg = format!(
-                "{} is {what}, not a recording directory: left as it is (not followed, not removed); find out how \
-                 it got there, and move or remove it",
-                path.display()
-            );
-            crate::syslog::error(log, "-", &msg);
-            report.errors.push(msg);
-        }
+    // never followed nor removed (`Spool::list` only lists directories); each once, while it stays the same
+    // (`strays::review`: `<spool>/reported-strays`), so a flush run every minute does not fail every minute for it.
+    let strays = strays::review(spool);
+    for s in &strays.new {
+        let msg = format!(
+            "{} is {}, not a recording directory: left as it is (not followed, not removed); find out how it got \
+             there, and move or remove it (reported once: auditty flush mentions it again only if it changes)",
+            s.path.display(),
+            s.what
+        );
+        crate::syslog::error(log, "-", &msg);
+        report.errors.push(msg);
     }
+    for msg in strays.problems {
+        crate::syslog::error(log, "-", &msg);
+        report.errors.push(msg);
+    }
+    report.strays_reported_earlier = strays.known.into_iter().map(|s| s.path).collect();
     let mut attempt = Attempts::default();
     // 1. Orphans: active recordings whose writer is gone (their lock is free).
     for id in spool.list(State::Active)? {

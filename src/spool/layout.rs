@@ -168,7 +168,7 @@ impl Spool {
     }
 
     /// Recording ids in a state, oldest first (ids sort by time): directories only, never what a symlink points to
-    /// (`strays` lists the rest).
+    /// (`spool::strays::of` lists the rest).
     pub fn list(&self, state: State) -> Result<Vec<String>> {
         let d = self.state_dir(state);
         let mut ids = Vec::new();
@@ -188,37 +188,6 @@ impl Spool {
         }
         ids.sort();
         Ok(ids)
-    }
-
-    /// The entries of a state directory that are not directories (nothing auditty makes: damage, or someone's
-    /// doing), each with what it is (`a symlink to …`, `a plain file of N bytes`, …), read without following them.
-    pub fn strays(&self, state: State) -> Vec<(PathBuf, String)> {
-        let Ok(rd) = std::fs::read_dir(self.state_dir(state)) else {
-            return Vec::new();
-        };
-        let mut v: Vec<(PathBuf, String)> = rd
-            .flatten()
-            .filter_map(|e| {
-                let md = e.metadata().ok()?; // lstat: a symlink is not followed
-                let p = e.path();
-                let ft = md.file_type();
-                let what = if ft.is_dir() {
-                    return None;
-                } else if ft.is_symlink() {
-                    match std::fs::read_link(&p) {
-                        Ok(t) => format!("a symlink to {}", t.display()),
-                        Err(_) => "a symlink".to_string(),
-                    }
-                } else if ft.is_file() {
-                    format!("a plain file of {} bytes", md.len())
-                } else {
-                    "a special file (FIFO, socket or device)".to_string()
-                };
-                Some((p, what))
-            })
-            .collect();
-        v.sort();
-        v
     }
 
     /// Where a recording is now (a directory, not a symlink to one).

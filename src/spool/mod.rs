@@ -4,4 +4,5 @@
 pub mod frames;
 pub mod guard;
 pub mod layout;
+pub mod strays;
 pub mod writer;
