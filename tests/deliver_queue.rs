@@ -999,7 +999,7 @@ fn a_stray_is_reported_once_and_again_when_it_changes() {
     assert_eq!(
         String::from_utf8_lossy(&f.stdout),
         format!(
-            "1 stray entry reported earlier is still in the spool (not recording directories; left as they are): {}\n",
+            "1 stray entry reported earlier is still in the spool: {}\n",
             stray.display()
         )
     );

@@ -48,7 +48,7 @@ pub fn run(cli: &Cli, mut privilege: Privilege, all: bool) -> Result<Exit> {
             .map(|p| p.display().to_string())
             .collect();
         println!(
-            "{n} stray {} reported earlier {} still in the spool (not recording directories; left as they are): {}",
+            "{n} stray {} reported earlier {} still in the spool: {}",
             if n == 1 { "entry" } else { "entries" },
             if n == 1 { "is" } else { "are" },
             paths.join(", ")
