@@ -141,11 +141,18 @@ fn outcome_long(m: &Meta) -> String {
         Some(EndReason::Killed) => "KILLED: the recorder's relay process vanished (e.g. SIGKILL); \
              everything up to that moment is recorded"
             .into(),
-        Some(EndReason::Incomplete) => {
-            "INCOMPLETE: both recorder processes vanished (crash, reboot or SIGKILL); \
-             the recording was completed by auditty flush and its last half second may be missing"
-                .into()
-        }
+        // An exit status with this reason: the writer had written the typescript's end (its footer, with the
+        // shell's exit code) before it vanished, so every byte is there; only meta.json was left unfinished.
+        Some(EndReason::Incomplete) => match m.exit_status {
+            Some(code) => format!(
+                "INCOMPLETE METADATA: the spool writer vanished after it had recorded the end of the session \
+                 (exit status {code}) but before its metadata was complete; auditty flush completed it, and nothing \
+                 of the recording is missing"
+            ),
+            None => "INCOMPLETE: both recorder processes vanished (crash, reboot or SIGKILL); \
+                     the recording was completed by auditty flush and its last half second may be missing"
+                .into(),
+        },
         Some(EndReason::NeverStarted) => {
             "NOT RECORDED: both recorder processes were killed as the login began, before the spool writer had \
              created the recording, so nothing of this session was recorded; auditty flush found the login's entry \
@@ -644,6 +651,24 @@ mod tests {
         m.host = "evil\r\nBcc: attacker@example.com".into();
         let s = subject("{user}@{host}", &m);
         assert!(!s.contains('\r') && !s.contains('\n'), "{s}");
+    }
+
+    #[test]
+    fn an_incomplete_recording_says_whether_its_end_was_recorded() {
+        let mut m = meta();
+        m.end_reason = Some(EndReason::Incomplete);
+        m.exit_status = None;
+        let lost = outcome_long(&m);
+        assert!(lost.contains("last half second may be missing"), "{lost}");
+        // The writer's footer was kept (auditty flush, complete_orphan): the shell's status is known, nothing lost.
+        m.exit_status = Some(3);
+        let kept = outcome_long(&m);
+        assert!(kept.contains("exit status 3"), "{kept}");
+        assert!(
+            kept.contains("nothing of the recording is missing"),
+            "{kept}"
+        );
+        assert!(!kept.contains("half second"), "{kept}");
     }
 
     #[test]

@@ -98,6 +98,7 @@ pub fn review(spool: &Spool) -> Review {
         .collect();
     let path = spool.root.join(FILE);
     let mut review = Review::default();
+    remove_stale_temporaries(&spool.root);
     let (reported, trusted) = match read(&path) {
         Ok(keys) => (keys, true),
         Err(why) => {
@@ -141,6 +142,33 @@ pub fn review(spool: &Spool) -> Review {
     }
     review
 }
+
+/// A temporary that `write` left behind (flush killed between its creation and the rename): removed once it is an
+/// hour old, so that a flush writing one now is never disturbed. Only plain files of that name; never followed.
+fn remove_stale_temporaries(dir: &Path) {
+    let prefix = format!(".{FILE}.");
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let stale = e
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(&prefix))
+            && e.metadata().is_ok_and(|m| {
+                m.file_type().is_file()
+                    && m.modified()
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age >= STALE_TEMPORARY)
+            });
+        if stale {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+const STALE_TEMPORARY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The keys `reported-strays` holds (`None` when there is no such file), or why it is not to be trusted: a symlink
 /// (never followed), not a regular file (never blocked on), not owned by this process's user or writable by others,
@@ -464,6 +492,34 @@ mod tests {
             })
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn a_temporary_left_by_a_killed_flush_is_removed_once_an_hour_old() {
+        let (_d, spool) = spool();
+        let old = spool.root.join(format!(".{FILE}.abc123"));
+        let fresh = spool.root.join(format!(".{FILE}.def456"));
+        let other = spool.root.join("keep-me");
+        for p in [&old, &fresh, &other] {
+            std::fs::write(p, "x").unwrap();
+        }
+        let hour_ago =
+            std::time::SystemTime::now() - STALE_TEMPORARY - std::time::Duration::from_secs(5);
+        for p in [&old, &other] {
+            std::fs::File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(hour_ago)
+                .unwrap();
+        }
+        review(&spool);
+        assert!(!old.exists(), "the stale temporary is removed");
+        assert!(
+            fresh.exists(),
+            "a temporary being written now is left alone"
+        );
+        assert!(other.exists(), "other files are not touched");
     }
 
     #[test]
