@@ -17,15 +17,20 @@ pub mod timing;
 use anyhow::Result;
 
 use crate::config::Config;
-use crate::record::meta::Meta;
+use crate::record::meta::{FileSum, Meta};
 use crate::spool::layout::{Spool, State};
 use crate::syslog::Logger;
 
 /// Called by the spool writer, which holds the recording's lock, once the files in active/<id> are complete:
 /// record the sums in `meta`, compress when a mail transport is configured, and move the recording to queue/
 /// atomically.
-pub fn enqueue_finished(cfg: &Config, spool: &Spool, meta: &mut Meta) -> Result<()> {
-    queue::enqueue(cfg, spool, meta)
+pub fn enqueue_finished(
+    cfg: &Config,
+    spool: &Spool,
+    meta: &mut Meta,
+    written: &[(&str, FileSum)],
+) -> Result<()> {
+    queue::enqueue_with_sums(cfg, spool, meta, written)
 }
 
 /// Try to deliver one queued recording now (the writer calls this right after queueing, still holding the lock).

@@ -182,6 +182,24 @@ pub fn compress_recording(level: u32, dir: &Path, meta: &mut Meta) -> bool {
 /// when a transport is configured later and `deliver` builds the mail. The caller holds the recording's lock.
 /// Compression problems (e.g. a full disk) do not stop the queueing.
 pub fn enqueue(cfg: &Config, spool: &Spool, meta: &mut Meta) -> Result<()> {
+    enqueue_with_sums(cfg, spool, meta, &[])
+}
+
+/// `enqueue`, given the sums of files as their writer wrote them (`written`: the spool writer hashes what it writes,
+/// so a finished session is not read back from disk to be summed); other files are summed from disk. Without a
+/// transport those sums are recorded; with one, compression sums what it reads anyway.
+pub fn enqueue_with_sums(
+    cfg: &Config,
+    spool: &Spool,
+    meta: &mut Meta,
+    written: &[(&str, FileSum)],
+) -> Result<()> {
+    let known = |name: &str| {
+        written
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| s.clone())
+    };
     let started = std::time::Instant::now();
     let id = meta.id.clone();
     let dir = spool.recording_dir(State::Active, &id);
@@ -193,13 +211,15 @@ pub fn enqueue(cfg: &Config, spool: &Spool, meta: &mut Meta) -> Result<()> {
             if !layout::is_regular_file(&raw) {
                 continue;
             }
-            match compress::sum_file(&raw) {
+            match known(name).map_or_else(|| compress::sum_file(&raw), Ok) {
                 Ok(r) => record_raw_sum(meta, name, r),
                 Err(e) => note_problem(meta, format!("sha256 of {name}: {e:#}")),
             }
         }
     }
-    if let Ok(s) = compress::sum_file(&dir.join(layout::COMMANDS)) {
+    if let Ok(s) =
+        known(layout::COMMANDS).map_or_else(|| compress::sum_file(&dir.join(layout::COMMANDS)), Ok)
+    {
         meta.files.insert(layout::COMMANDS.to_string(), s);
     }
     meta.queued_unix = Some(now_unix());

@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use nix::fcntl::Flock;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use sha2::{Digest, Sha256};
 use time::{OffsetDateTime, UtcOffset};
 
 use crate::config::{Config, TimingFormat};
 use crate::deliver::timing::{Entry, Stream, Timing};
 use crate::hook::fifo::{CommandRecord, RecordParser};
-use crate::record::meta::{EndReason, Meta};
+use crate::record::meta::{EndReason, FileSum, Meta};
 use crate::record::timing::TimingWriter;
 use crate::record::typescript;
 use crate::spool::frames::{self, Kind};
@@ -123,6 +124,9 @@ struct Sink {
     dropped: Vec<(u64, u64)>,
     /// A write has failed (disk full, I/O error): `Writer::finish` makes the files agree again.
     failed: bool,
+    /// SHA-256 of the bytes stored so far, taken from the buffer as it is written out: queueing then need not read
+    /// the whole recording back from disk to sum it (`Sink::sum`).
+    hash: Sha256,
 }
 
 impl Sink {
@@ -134,7 +138,20 @@ impl Sink {
             stored: 0,
             dropped: Vec::new(),
             failed: false,
+            hash: Sha256::new(),
         }
+    }
+
+    /// Size and SHA-256 of the file as this sink wrote it, when that is all of it: every write succeeded, nothing was
+    /// given up, nothing is left in the buffer.
+    fn sum(&self) -> Option<(&'static str, FileSum)> {
+        (!self.failed && self.dropped.is_empty() && self.buf.is_empty()).then(|| {
+            let sum = FileSum {
+                size: self.stored,
+                sha256: crate::deliver::compress::hex(&self.hash.clone().finalize()),
+            };
+            (self.name, sum)
+        })
     }
 
     /// Give up what is waiting in the buffer (the disk does not take it); returns its length.
@@ -174,6 +191,7 @@ impl Sink {
                 }
             }
         }
+        self.hash.update(&self.buf[..done]);
         self.buf.drain(..done);
         self.stored += done as u64;
         if self.buf.len() > MAX_BACKLOG {
@@ -931,9 +949,27 @@ impl Writer {
             m.write_errors.push(format!("meta.json: {e:#}"));
         }
         let id = self.plan.meta.id.clone();
-        if let Err(e) =
-            crate::deliver::enqueue_finished(&self.plan.cfg, &self.plan.spool, &mut self.plan.meta)
-        {
+        // The sums of the files as written, unless a write failed (the timing may then have been rewritten).
+        let written: Vec<(&str, FileSum)> = if write_failed {
+            Vec::new()
+        } else {
+            [
+                Some(&self.ts),
+                Some(&self.tm),
+                self.input.as_ref(),
+                Some(&self.commands),
+            ]
+            .into_iter()
+            .flatten()
+            .filter_map(Sink::sum)
+            .collect()
+        };
+        if let Err(e) = crate::deliver::enqueue_finished(
+            &self.plan.cfg,
+            &self.plan.spool,
+            &mut self.plan.meta,
+            &written,
+        ) {
             crate::syslog::session_end(&mut self.log, &self.plan.meta);
             crate::syslog::error(
                 &mut self.log,
@@ -950,5 +986,38 @@ impl Writer {
             &mut self.plan.meta,
             &mut self.log,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sinks_sum_is_that_of_its_file_and_only_while_it_holds_everything() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("typescript");
+        let mut sink = Sink::new("typescript", File::create(&path).unwrap());
+        let mut errors = Vec::new();
+        for i in 0..50u32 {
+            sink.buf
+                .extend_from_slice(&vec![b'a' + (i % 26) as u8; 7001]);
+            if i % 7 == 0 {
+                sink.flush(&mut errors);
+            }
+        }
+        sink.buf.extend_from_slice(b"tail");
+        assert!(sink.sum().is_none(), "bytes still buffered: no sum yet");
+        sink.flush(&mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        let (name, sum) = sink.sum().unwrap();
+        assert_eq!(name, "typescript");
+        assert_eq!(sum, crate::deliver::compress::sum_file(&path).unwrap());
+        assert_eq!(sum.size, 50 * 7001 + 4);
+        // A write that failed (here: a file opened read-only) leaves no sum to trust.
+        let mut ro = Sink::new("timing", File::open(&path).unwrap());
+        ro.buf.extend_from_slice(b"0.000001 5\n");
+        ro.flush(&mut errors);
+        assert!(ro.failed && ro.sum().is_none());
     }
 }
