@@ -776,8 +776,11 @@ impl Writer {
 
     fn flush(&mut self, sync: bool) {
         let errors = &mut self.plan.meta.write_errors;
-        let mut lost = self.ts.flush(errors);
-        lost += self.tm.flush(errors);
+        // The timing before the data it describes: a writer killed between the two leaves a timing that runs ahead
+        // (clamped to the data by `complete_orphan`), never typescript bytes without an entry, which a recovery could
+        // take for the writer's footer when the user printed one (`typescript::footer_at_end`).
+        let mut lost = self.tm.flush(errors);
+        lost += self.ts.flush(errors);
         if let Some(i) = &mut self.input {
             lost += i.flush(errors);
         }
