@@ -201,6 +201,25 @@ impl Sink {
     }
 }
 
+/// Write out the sinks' buffers, the timing before the data it describes: a writer killed between the two leaves a
+/// timing that runs ahead (clamped to the data by `complete_orphan`), never typescript or input bytes without an
+/// entry, which a recovery could take for the writer's footer when the user printed one (`typescript::footer_at_end`).
+/// Returns the bytes given up.
+fn write_out_timing_first(
+    timing: &mut Sink,
+    typescript: &mut Sink,
+    input: Option<&mut Sink>,
+    commands: &mut Sink,
+    errors: &mut Vec<String>,
+) -> u64 {
+    let mut lost = timing.flush(errors);
+    lost += typescript.flush(errors);
+    if let Some(i) = input {
+        lost += i.flush(errors);
+    }
+    lost + commands.flush(errors)
+}
+
 struct Writer {
     plan: WriterPlan,
     timing: TimingWriter,
@@ -776,15 +795,13 @@ impl Writer {
 
     fn flush(&mut self, sync: bool) {
         let errors = &mut self.plan.meta.write_errors;
-        // The timing before the data it describes: a writer killed between the two leaves a timing that runs ahead
-        // (clamped to the data by `complete_orphan`), never typescript bytes without an entry, which a recovery could
-        // take for the writer's footer when the user printed one (`typescript::footer_at_end`).
-        let mut lost = self.tm.flush(errors);
-        lost += self.ts.flush(errors);
-        if let Some(i) = &mut self.input {
-            lost += i.flush(errors);
-        }
-        lost += self.commands.flush(errors);
+        let lost = write_out_timing_first(
+            &mut self.tm,
+            &mut self.ts,
+            self.input.as_mut(),
+            &mut self.commands,
+            errors,
+        );
         self.plan.meta.lost_bytes += lost;
         if sync {
             let _ = self.ts.file.sync_data();
@@ -1022,5 +1039,35 @@ mod tests {
         ro.buf.extend_from_slice(b"0.000001 5\n");
         ro.flush(&mut errors);
         assert!(ro.failed && ro.sum().is_none());
+    }
+
+    #[test]
+    fn the_timing_is_written_out_before_the_data_it_describes() {
+        // All four sinks write into one pipe, so the pipe holds their writes in the order they were made.
+        let (rx, tx) = nix::unistd::pipe().unwrap();
+        let sink = |name| Sink::new(name, File::from(tx.try_clone().unwrap()));
+        let (mut tm, mut ts, mut input, mut commands) = (
+            sink("timing"),
+            sink("typescript"),
+            sink("input"),
+            sink("commands.log"),
+        );
+        ts.buf.extend_from_slice(b"[data]");
+        tm.buf.extend_from_slice(b"[timing]");
+        input.buf.extend_from_slice(b"[input]");
+        commands.buf.extend_from_slice(b"[commands]");
+        let mut errors = Vec::new();
+        let lost = write_out_timing_first(
+            &mut tm,
+            &mut ts,
+            Some(&mut input),
+            &mut commands,
+            &mut errors,
+        );
+        assert_eq!((lost, errors.len()), (0, 0), "{errors:?}");
+        drop((tm, ts, input, commands, tx));
+        let mut written = String::new();
+        File::from(rx).read_to_string(&mut written).unwrap();
+        assert_eq!(written, "[timing][data][input][commands]");
     }
 }
