@@ -1033,7 +1033,10 @@ pub fn flush(cfg: &Config, spool: &Spool, all: bool, log: &mut Logger) -> Result
             }
             continue;
         }
-        if !all && meta.next_try_unix.is_some_and(|t| t > now) {
+        // The clock read now, not at the start: a recording queued since (by a writer, or by another flush running
+        // at the same time, which then finds it locked here) is due at once, and skipping it while holding its lock
+        // would leave it to a later flush.
+        if !all && meta.next_try_unix.is_some_and(|t| t > now_unix()) {
             continue;
         }
         let missing = mail::missing_data_files(&dir, &meta);

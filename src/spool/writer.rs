@@ -35,14 +35,18 @@ const MAX_BACKLOG: usize = 32 << 20;
 /// entries of up to a few MB of stored output), the footers and meta.json. On a tmpfs every file written takes a
 /// whole page: about ten pages are needed, twice that is kept.
 const RESERVE_BYTES: i64 = 64 << 10;
-/// One read of the relay's pipe.
-const READ_CHUNK: usize = 256 << 10;
+/// One read of the relay's pipe. Small against FLUSH_BYTES: a drain writes the buffers out once they hold more than
+/// FLUSH_BYTES - READ_CHUNK, so they never hold much more than FLUSH_BYTES, and the writer's resident memory follows
+/// what they hold (with 256 KiB reads checked against FLUSH_BYTES, bulk output filled them to 0.5 MiB).
+const READ_CHUNK: usize = 64 << 10;
+/// A drain that brought at least this much is bulk output: the next nap is the short one (NAP_BULK).
+const BULK_DRAIN: usize = 256 << 10;
 /// While a session is active the writer takes the pipe in batches: after each drain it sleeps this long instead of
 /// waiting on the pipe, so a keystroke's echo (written to the pipe just before the user's terminal) wakes no second
 /// process on its critical path, and bulk output arrives in big reads. The pipe (1 MiB) holds what arrives meanwhile:
 /// 10 ms of output at 60 MB/s is 600 KB. Nothing waits on disk: the relay's pipe write never blocks either way.
 const NAP: Duration = Duration::from_millis(10);
-/// The nap after a drain that filled the read buffer (bulk output): short, so the pipe never fills.
+/// The nap after a bulk drain (BULK_DRAIN): short, so the pipe never fills.
 const NAP_BULK: Duration = Duration::from_millis(2);
 /// Back to waiting on the pipe (no periodic wake-ups) after this long without data: an idle session costs nothing,
 /// and a session that prints now and then costs at most 50 naps per output. Typing faster than this never wakes the
@@ -460,7 +464,7 @@ pub fn run(mut plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
         let napping =
             w.end.is_none() && active_since_data.is_some_and(|t| t.elapsed() < NAP_LINGER);
         let timeout = if napping {
-            std::thread::sleep(if last_drain >= READ_CHUNK {
+            std::thread::sleep(if last_drain >= BULK_DRAIN {
                 NAP_BULK
             } else {
                 NAP
@@ -546,7 +550,7 @@ fn drain(data: &mut File, inbuf: &mut [u8], pending: &mut Vec<u8>, w: &mut Write
                 }
                 // Write out as we go: a drain after a nap can bring a whole pipe (1 MiB), which would otherwise sit in
                 // the buffers at once and grow them (and the writer's resident memory) past FLUSH_BYTES.
-                if w.ts.buf.len() + w.tm.buf.len() >= FLUSH_BYTES {
+                if w.ts.buf.len() + w.tm.buf.len() > FLUSH_BYTES - READ_CHUNK {
                     w.flush(false);
                 }
                 if n < inbuf.len() {
