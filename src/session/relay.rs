@@ -24,8 +24,9 @@ const QUEUE_CAP: usize = 256 << 10;
 /// must find room here, or the kernel would drop echo characters (a big paste into `cat` with echo on).
 const ECHO_ROOM: usize = QUEUE_CAP / 2;
 /// Most frame bytes queued for a slow writer before the relay stops reading the PTY (backpressure). The pipe
-/// itself holds 1 MiB more; keeping this small keeps the relay's memory small under bulk output.
-const WRITER_CAP: usize = 256 << 10;
+/// itself holds 1 MiB more (16 ms of bulk output), so this only fills when the writer is that far behind; keeping it
+/// small bounds the relay's memory when that happens while the user's terminal is slow too (both queues full).
+const WRITER_CAP: usize = 64 << 10;
 /// A running writer that takes nothing from a full pipe for this long is stuck (e.g. its disk hangs): the session
 /// ends rather than going on unrecorded. Also bounds the hand-over of the last frames at the end.
 const WRITER_STUCK: Duration = Duration::from_secs(10);
