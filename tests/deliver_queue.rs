@@ -1037,9 +1037,12 @@ fn queued_and_settled(env: &Env, n: usize, tag: &str) -> Vec<PathBuf> {
         let mut t = session(env, &format!("echo {tag}-{i}"));
         t.expect(&format!("{tag}-{i}"), T);
         t.wait(T);
-        queued = env.wait_for("queue", i + 1, T);
-        assert_eq!(queued.len(), i + 1);
-        wait_gone(meta(&queued[i])["writer_pid"].as_u64().unwrap() as u32);
+        let now = env.wait_for("queue", i + 1, T);
+        assert_eq!(now.len(), i + 1);
+        // The new one is not necessarily the last by name: ids made in the same second sort by their random part.
+        let new = now.iter().find(|d| !queued.contains(*d)).unwrap();
+        wait_gone(meta(new)["writer_pid"].as_u64().unwrap() as u32);
+        queued = now;
     }
     queued
 }
