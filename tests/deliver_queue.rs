@@ -17,7 +17,7 @@ use common::*;
 
 const T: Duration = Duration::from_secs(10);
 
-/// Wait (bounded) until every recording in `state` has had `attempts` delivery attempts (the writer is done).
+/// Wait (bounded) until every recording in `state` has had `attempts` delivery attempts and its writer is gone.
 fn wait_attempts(env: &Env, state: &str, n: usize, attempts: u64) -> Vec<PathBuf> {
     let end = Instant::now() + T;
     loop {
@@ -26,6 +26,10 @@ fn wait_attempts(env: &Env, state: &str, n: usize, attempts: u64) -> Vec<PathBuf
             && v.iter()
                 .all(|d| meta(d)["attempts"].as_u64() == Some(attempts))
         {
+            // The writer records its attempt, then lets go of the recording's lock: a flush in between finds it busy.
+            for d in &v {
+                wait_gone(meta(d)["writer_pid"].as_u64().unwrap_or(0) as u32);
+            }
             return v;
         }
         assert!(

@@ -139,6 +139,12 @@ pub fn wait_settled(env: &Env, n: usize) {
                     .is_some_and(|m| m["attempts"].as_u64() >= Some(1))
             })
         {
+            // The writer records its attempt, then lets go of the recording's lock: a flush in between finds it busy.
+            for d in &done {
+                let m: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(d.join("meta.json")).unwrap()).unwrap();
+                wait_gone(m["writer_pid"].as_u64().unwrap_or(0) as u32);
+            }
             return;
         }
         assert!(Instant::now() < end, "recordings did not settle: {done:?}");
