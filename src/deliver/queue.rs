@@ -866,8 +866,20 @@ fn salvage_damaged_meta(dir: &Path, id: &str, error: &str) -> Result<(Meta, Path
 
 /// Deliver every due recording, recover orphans, retry failed ones with `all`, and clean up.
 pub fn flush(cfg: &Config, spool: &Spool, all: bool, log: &mut Logger) -> Result<Report> {
+    flush_by(cfg, spool, all, log, &now_unix)
+}
+
+/// `flush`, with `clock` telling the time (Unix seconds) for its due checks and cleanup: a test's clock ticks at
+/// the moment it chooses.
+fn flush_by(
+    cfg: &Config,
+    spool: &Spool,
+    all: bool,
+    log: &mut Logger,
+    clock: &dyn Fn() -> i64,
+) -> Result<Report> {
     let mut report = Report::default();
-    let now = now_unix();
+    let now = clock();
     // 0. Logins whose recording was never created: their guard registration outlived both recorder processes.
     for a in guard::abandoned(&cfg.spool.run_dir, ABANDONED_AFTER) {
         let id = &a.registration.id;
@@ -1036,7 +1048,7 @@ pub fn flush(cfg: &Config, spool: &Spool, all: bool, log: &mut Logger) -> Result
         // The clock read now, not at the start: a recording queued since (by a writer, or by another flush running
         // at the same time, which then finds it locked here) is due at once, and skipping it while holding its lock
         // would leave it to a later flush.
-        if !all && meta.next_try_unix.is_some_and(|t| t > now_unix()) {
+        if !all && meta.next_try_unix.is_some_and(|t| t > clock()) {
             continue;
         }
         let missing = mail::missing_data_files(&dir, &meta);
@@ -1449,6 +1461,46 @@ mod tests {
         // Reported once only.
         let r = flush(&cfg, &spool, false, &mut log).unwrap();
         assert!(r.never_started.is_empty(), "{r:?}");
+    }
+
+    /// A recording that became due after a flush began (queued meanwhile by a writer, or by another flush running at
+    /// the same time) is delivered by that flush, not left to the next one: "due" is judged by the clock when the
+    /// recording's turn comes, not when the flush began.
+    #[test]
+    fn a_recording_due_after_the_flush_began_is_delivered_in_that_flush() {
+        let d = tempfile::tempdir().unwrap();
+        let (cfg, spool) = spool_in(d.path(), with_transport("none"));
+        let begun = now_unix();
+        for (id, due) in [
+            ("20261203T110000Z-alice-000000000001", begun + 1),
+            ("20261203T110001Z-alice-000000000002", begun + 3600),
+        ] {
+            let dir = spool.create_active(id).unwrap();
+            for f in [layout::TYPESCRIPT, layout::TIMING, layout::COMMANDS] {
+                std::fs::write(dir.join(f), b"").unwrap();
+            }
+            let mut meta = Meta {
+                id: id.into(),
+                end: Some("2026-12-03 11:00:05+00:00".into()),
+                next_try_unix: Some(due),
+                ..Meta::default()
+            };
+            meta.write(&dir).unwrap();
+            enqueue(&cfg, &spool, &mut meta).unwrap();
+        }
+        let mut log = Logger::new(&cfg.syslog);
+        // A clock that never ticks: neither is due (the flush reads the time at its start, then at each turn).
+        let r = flush_by(&cfg, &spool, false, &mut log, &|| begun).unwrap();
+        assert_eq!(r.disabled, 0, "{r:?}");
+        // The second ticks once the flush has begun: the first recording is due at its turn, the second is not.
+        let reads = std::cell::Cell::new(0);
+        let ticking = || {
+            reads.set(reads.get() + 1);
+            if reads.get() == 1 { begun } else { begun + 1 }
+        };
+        let r = flush_by(&cfg, &spool, false, &mut log, &ticking).unwrap();
+        assert_eq!(r.disabled, 1, "{r:?}");
+        assert!(reads.get() >= 3, "read at the start and at each turn");
     }
 
     /// `cfg` with a fresh spool, registry and FIFO directory under `d`, syslog off.
