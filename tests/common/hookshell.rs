@@ -61,6 +61,45 @@ impl Recorded {
         f.flush().unwrap();
     }
 
+    /// Type `text` at the prompt, then Ctrl-C, and wait for the next prompt: a line abandoned half-typed. Ctrl-C
+    /// goes once the shell has read the text and waits for more, as when a person types it: bash 5.2 sometimes never
+    /// prints the next prompt when SIGINT comes while it is still taking in typed keys (seen without auditty too).
+    /// The shell does not echo here (rexpect's terminal has echo off, and readline then echoes nothing), so its
+    /// reading is seen in /proc: its read count (`rchar`), and that it sleeps waiting for the terminal (in select or
+    /// poll, as bash does, or in the terminal's read, as zsh does).
+    pub fn abandon_line(&mut self, env: &Env, text: &str) {
+        let shell = shell_pid(env);
+        let rchar = || {
+            std::fs::read_to_string(format!("/proc/{shell}/io"))
+                .unwrap()
+                .lines()
+                .find_map(|l| l.strip_prefix("rchar: "))
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        };
+        let before = rchar();
+        self.send_raw(text.as_bytes());
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let wchan = std::fs::read_to_string(format!("/proc/{shell}/wchan")).unwrap_or_default();
+            if rchar() >= before + text.len() as u64
+                && ["poll_schedule_timeout", "wait_woken", "n_tty_read"]
+                    .iter()
+                    .any(|w| wchan.starts_with(w))
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < end,
+                "the shell did not read {text:?} (wchan {wchan})"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.s.send_control('c').unwrap();
+        self.prompt();
+    }
+
     /// Install the hook from inside the shell, as the profile does, once the spool writer has registered the
     /// shell's terminal in the guard registry.
     pub fn install_hook(&mut self, env: &Env, shell: &str) {
@@ -77,6 +116,30 @@ impl Recorded {
         self.s.exp_eof().unwrap();
         let _ = self.s.process().wait();
     }
+}
+
+/// The pid of the recorded shell: the child of the relay (its pid from the guard registry) that is not auditty's
+/// spool writer.
+pub fn shell_pid(env: &Env) -> u32 {
+    wait_registered(env);
+    let relay: u32 = std::fs::read_dir(&env.run)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("pts-"))
+        .find_map(|e| {
+            let t = std::fs::read_to_string(e.path()).ok()?;
+            t.lines()
+                .find_map(|l| l.strip_prefix("relay_pid=")?.parse().ok())
+        })
+        .expect("a relay_pid in the registry");
+    let children = std::fs::read_to_string(format!("/proc/{relay}/task/{relay}/children")).unwrap();
+    children
+        .split_whitespace()
+        .map(|p| p.parse::<u32>().unwrap())
+        .find(|p| {
+            std::fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| !e.ends_with("auditty"))
+        })
+        .unwrap_or_else(|| panic!("no shell among the children {children:?} of the relay {relay}"))
 }
 
 /// Wait (bounded) until the registry holds a terminal entry with a FIFO.
