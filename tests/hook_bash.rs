@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::hookshell::{Recorded, meta};
 use common::rsyslog::{self, Line, Rsyslog};
@@ -347,16 +347,25 @@ fn hook_waits_for_a_fifo_that_is_on_its_way() {
     let mut c = std::process::Command::new("sh");
     c.arg("-c")
         .arg(format!(
-            "tty; read go; exec {BIN} --config {} hook bash",
+            "tty; echo $$; read go; exec {BIN} --config {} hook bash",
             env.config.display()
         ))
         .env("AUDITTY_RECORDING", "20261122T000000Z-u-000000000000");
     let mut s = rexpect::session::spawn_command(c, Some(10_000)).unwrap();
     let tty = s.read_line().unwrap().trim().to_string();
+    let hook = s.read_line().unwrap().trim().to_string();
     register_this_process(&env, &tty, &fifo);
     s.send_line("").unwrap();
-    // Give the hook the time to find the registration without the FIFO (it waits up to 3 s), then make the FIFO.
-    std::thread::sleep(Duration::from_millis(300));
+    // Once the hook has found the registration without the FIFO and waits for it (up to 3 s, in short sleeps),
+    // make the FIFO.
+    let end = Instant::now() + Duration::from_secs(10);
+    while !(std::fs::read_link(format!("/proc/{hook}/exe")).is_ok_and(|e| e.ends_with("auditty"))
+        && std::fs::read_to_string(format!("/proc/{hook}/wchan"))
+            .is_ok_and(|w| w.contains("nanosleep")))
+    {
+        assert!(Instant::now() < end, "the hook never waited for the FIFO");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     s.exp_string("__auditty_install").unwrap();
     let out = s.exp_eof().unwrap();
