@@ -390,8 +390,15 @@ fn killing_both_recorder_processes_as_the_user_is_recovered_by_flush() {
         std::thread::sleep(Duration::from_millis(10));
     };
     wait_file_contains(&dir.join("typescript"), "about-to-kill-both\r\n");
+    // Both at once: stopped first (the relay first, so that it cannot end the session on seeing its writer die, and
+    // be gone before the second kill), then killed.
+    let (w, r) = (writer.to_string(), t.pid.to_string());
     let o = i
-        .as_user(&["kill", "-KILL", &writer.to_string(), &t.pid.to_string()])
+        .as_user(&[
+            "sh",
+            "-c",
+            &format!("kill -STOP {r} {w} && kill -KILL {w} {r}"),
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", out(&o));

@@ -163,7 +163,8 @@ pub fn wait_registered(env: &Env) {
     }
 }
 
-/// The single recording's meta.json once it reached `state`.
+/// The single recording's meta.json once it reached `state` and its writer is gone (it still writes meta.json and
+/// removes the session's FIFO directory after the move).
 pub fn meta(env: &Env, state: &str) -> serde_json::Value {
     // Generous: completing a recording fsyncs several files, which can take seconds on a busy machine.
     let recs = env.wait_for(state, 1, Duration::from_secs(30));
@@ -173,5 +174,9 @@ pub fn meta(env: &Env, state: &str) -> serde_json::Value {
         "one recording in {state}; active: {:?}",
         env.recordings("active")
     );
-    serde_json::from_slice(&std::fs::read(recs[0].join("meta.json")).unwrap()).unwrap()
+    let read = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(recs[0].join("meta.json")).unwrap()).unwrap()
+    };
+    super::deliver::wait_gone(read()["writer_pid"].as_u64().unwrap_or(0) as u32);
+    read()
 }
