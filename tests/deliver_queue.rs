@@ -22,13 +22,17 @@ fn wait_attempts(env: &Env, state: &str, n: usize, attempts: u64) -> Vec<PathBuf
     let end = Instant::now() + T;
     loop {
         let v = env.recordings(state);
+        // As read now (None if one moved meanwhile: look again).
+        let metas: Vec<_> = v.iter().map(|d| meta_if_written(d)).collect();
         if v.len() == n
-            && v.iter()
-                .all(|d| meta(d)["attempts"].as_u64() == Some(attempts))
+            && metas.iter().all(|m| {
+                m.as_ref()
+                    .is_some_and(|m| m["attempts"].as_u64() == Some(attempts))
+            })
         {
             // The writer records its attempt, then lets go of the recording's lock: a flush in between finds it busy.
-            for d in &v {
-                wait_gone(meta(d)["writer_pid"].as_u64().unwrap_or(0) as u32);
+            for m in metas.iter().flatten() {
+                wait_gone(m["writer_pid"].as_u64().unwrap_or(0) as u32);
             }
             return v;
         }
@@ -39,7 +43,7 @@ fn wait_attempts(env: &Env, state: &str, n: usize, attempts: u64) -> Vec<PathBuf
             env.recordings("queue"),
             env.recordings("sent"),
             env.recordings("failed"),
-            v.iter().map(|d| meta(d)).collect::<Vec<_>>()
+            metas
         );
         std::thread::sleep(Duration::from_millis(10));
     }

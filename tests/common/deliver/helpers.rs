@@ -130,19 +130,24 @@ pub fn wait_settled(env: &Env, n: usize) {
             .iter()
             .flat_map(|s| env.recordings(s))
             .collect();
-        if env.recordings("active").is_empty()
-            && done.len() == n
-            && done.iter().all(|d| {
+        // Each one's meta as read now (None if it moved meanwhile: look again).
+        let metas: Vec<Option<serde_json::Value>> = done
+            .iter()
+            .map(|d| {
                 std::fs::read(d.join("meta.json"))
                     .ok()
-                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+            })
+            .collect();
+        if env.recordings("active").is_empty()
+            && done.len() == n
+            && metas.iter().all(|m| {
+                m.as_ref()
                     .is_some_and(|m| m["attempts"].as_u64() >= Some(1))
             })
         {
             // The writer records its attempt, then lets go of the recording's lock: a flush in between finds it busy.
-            for d in &done {
-                let m: serde_json::Value =
-                    serde_json::from_slice(&std::fs::read(d.join("meta.json")).unwrap()).unwrap();
+            for m in metas.iter().flatten() {
                 wait_gone(m["writer_pid"].as_u64().unwrap_or(0) as u32);
             }
             return;
