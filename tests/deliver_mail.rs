@@ -38,9 +38,12 @@ fn assert_sums_in_body(m: &Received) {
     }
 }
 
+/// The one recording, once it is in `state` and its writer is gone. The mail arrives before the recording moves:
+/// the writer records the delivery in meta.json and moves it to sent/ once the server has accepted the mail.
 fn only_recording(env: &Env, state: &str) -> (std::path::PathBuf, String) {
-    let v = env.recordings(state);
+    let v = env.wait_for(state, 1, T);
     assert_eq!(v.len(), 1, "{state}: {v:?}");
+    wait_gone(meta(&v[0])["writer_pid"].as_u64().unwrap_or(0) as u32);
     let id = v[0].file_name().unwrap().to_str().unwrap().to_string();
     (v[0].clone(), id)
 }
