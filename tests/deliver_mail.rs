@@ -43,7 +43,7 @@ fn assert_sums_in_body(m: &Received) {
 fn only_recording(env: &Env, state: &str) -> (std::path::PathBuf, String) {
     let v = env.wait_for(state, 1, T);
     assert_eq!(v.len(), 1, "{state}: {v:?}");
-    wait_gone(meta(&v[0])["writer_pid"].as_u64().unwrap_or(0) as u32);
+    wait_writer_gone(&meta(&v[0]));
     let id = v[0].file_name().unwrap().to_str().unwrap().to_string();
     (v[0].clone(), id)
 }

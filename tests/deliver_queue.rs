@@ -32,7 +32,7 @@ fn wait_attempts(env: &Env, state: &str, n: usize, attempts: u64) -> Vec<PathBuf
         {
             // The writer records its attempt, then lets go of the recording's lock: a flush in between finds it busy.
             for m in metas.iter().flatten() {
-                wait_gone(m["writer_pid"].as_u64().unwrap_or(0) as u32);
+                wait_writer_gone(m);
             }
             return v;
         }
@@ -433,7 +433,7 @@ fn queued_without_transport(env: &Env, cmd: &str, shows: &str) -> PathBuf {
     t.wait(T);
     let q = env.wait_for("queue", 1, T);
     assert_eq!(q.len(), 1, "active: {:?}", env.recordings("active"));
-    wait_gone(meta(&q[0])["writer_pid"].as_u64().unwrap() as u32);
+    wait_writer_gone(&meta(&q[0]));
     q[0].clone()
 }
 
@@ -1049,7 +1049,7 @@ fn queued_and_settled(env: &Env, n: usize, tag: &str) -> Vec<PathBuf> {
         assert_eq!(now.len(), i + 1);
         // The new one is not necessarily the last by name: ids made in the same second sort by their random part.
         let new = now.iter().find(|d| !queued.contains(*d)).unwrap();
-        wait_gone(meta(new)["writer_pid"].as_u64().unwrap() as u32);
+        wait_writer_gone(&meta(new));
         queued = now;
     }
     queued

@@ -177,6 +177,6 @@ pub fn meta(env: &Env, state: &str) -> serde_json::Value {
     let read = || -> serde_json::Value {
         serde_json::from_slice(&std::fs::read(recs[0].join("meta.json")).unwrap()).unwrap()
     };
-    super::deliver::wait_gone(read()["writer_pid"].as_u64().unwrap_or(0) as u32);
+    super::deliver::wait_writer_gone(&read());
     read()
 }

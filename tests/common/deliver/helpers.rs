@@ -99,6 +99,12 @@ pub fn wait_gone(pid: u32) {
     }
 }
 
+/// Wait (bounded) until the writer a recording's meta.json names is gone. It still writes meta.json, lets go of the
+/// recording's lock and removes the session's FIFO directory after it moved the recording on.
+pub fn wait_writer_gone(meta: &serde_json::Value) {
+    wait_gone(meta["writer_pid"].as_u64().unwrap_or(0) as u32);
+}
+
 pub fn kill9(pid: u32) {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
@@ -131,14 +137,7 @@ pub fn wait_settled(env: &Env, n: usize) {
             .flat_map(|s| env.recordings(s))
             .collect();
         // Each one's meta as read now (None if it moved meanwhile: look again).
-        let metas: Vec<Option<serde_json::Value>> = done
-            .iter()
-            .map(|d| {
-                std::fs::read(d.join("meta.json"))
-                    .ok()
-                    .and_then(|b| serde_json::from_slice(&b).ok())
-            })
-            .collect();
+        let metas: Vec<_> = done.iter().map(|d| meta_if_written(d)).collect();
         if env.recordings("active").is_empty()
             && done.len() == n
             && metas.iter().all(|m| {
@@ -148,7 +147,7 @@ pub fn wait_settled(env: &Env, n: usize) {
         {
             // The writer records its attempt, then lets go of the recording's lock: a flush in between finds it busy.
             for m in metas.iter().flatten() {
-                wait_gone(m["writer_pid"].as_u64().unwrap_or(0) as u32);
+                wait_writer_gone(m);
             }
             return;
         }
