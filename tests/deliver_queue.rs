@@ -1,5 +1,5 @@
 //! The queue: nothing is lost while the mail system is down or refuses, `flush` delivers exactly once (also when
-//! several run at once), permanent refusals go to failed/ and come back with `flush --all`, cleanup never deletes a
+//! several run at once; at least once when the disk fails after the server accepted a mail), permanent refusals go to failed/ and come back with `flush --all`, cleanup never deletes a
 //! recording that is not delivered, and a full disk does not break the user's session nor lose what was queued.
 //! Without a transport recordings stay uncompressed in the queue (scriptreplay plays them there); flush compresses
 //! and mails them once a transport is configured.
@@ -1244,5 +1244,134 @@ fn an_abandoned_recording_whose_writer_wrote_its_footer_gets_no_second_footer() 
             text(&f)
         );
         assert_eq!(read(&q[0].join("typescript")), ts, "{timing}");
+    }
+}
+
+/// Clears the immutable attribute of the directories it names when dropped, so a failing test still leaves a spool
+/// its temporary directory can be removed with.
+struct Immutable(Vec<PathBuf>);
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = Command::new("chattr").arg("-i").arg(d).status();
+        }
+    }
+}
+
+#[test]
+fn a_mail_accepted_when_neither_meta_json_nor_the_move_can_be_written_is_sent_again_with_the_same_message_id()
+ {
+    if !rsyslog::available() {
+        eprintln!("rsyslogd not installed: skipped");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let rs = rsyslog::Rsyslog::start(tmp.path());
+    let mta = Mta::start();
+    let env = Env::new(&format!(
+        "[syslog]\ntarget = \"unix:{}\"\n[mail]\n{}",
+        rs.socket.display(),
+        smtp_mail(&mta.url())
+    ));
+    // The disk fails between the server's acceptance and the writer's bookkeeping: once the message is stored, the
+    // recording's directory is made immutable (even root can then neither write meta.json in it nor rename it).
+    let queue = env.spool.join("queue");
+    let marked = tmp.path().join("made-immutable");
+    mta.on_accept(Some(&format!(
+        "for d in {q}/*/; do chattr +i \"$d\"; echo \"$d\" >> {m}; done",
+        q = queue.display(),
+        m = marked.display()
+    )));
+    let mut t = session(&env, "echo sent-twice-session");
+    t.expect("sent-twice-session", T);
+    t.wait(T);
+    let first = mta.wait_for(1, T);
+    assert_eq!(first.len(), 1);
+    let dirs = wait_file_lines(&marked, 1);
+    let _guard = Immutable(dirs.iter().map(PathBuf::from).collect());
+    let q = env.recordings("queue");
+    assert_eq!(q.len(), 1, "{q:?}");
+    let id = name(&q[0]);
+    wait_writer_gone(&meta(&q[0]));
+    mta.on_accept(None);
+
+    // Both failures reach syslog, naming the recording.
+    let lines = rs
+        .wait_for(T, |l| {
+            let mine = |what: &str| {
+                l.iter().any(|l| {
+                    l.msg.starts_with("event=error ")
+                        && l.msg.contains(&format!("rec={id} "))
+                        && l.msg.contains(what)
+                })
+            };
+            mine("sent, but cannot update meta.json") && mine("sent, but cannot move it to sent/")
+        })
+        .unwrap_or_else(|| panic!("syslog: {:?}", rs.lines()));
+    assert!(
+        lines.iter().any(|l| l.msg.starts_with("event=delivery ")
+            && l.msg.contains(&format!("rec={id} "))
+            && l.msg.contains("result=sent")),
+        "{lines:?}"
+    );
+    // Nothing on disk says it was sent: it is still queued, as it was before the attempt.
+    assert_eq!(env.recordings("queue"), q);
+    assert!(env.recordings("sent").is_empty());
+    assert!(meta(&q[0])["sent_unix"].is_null(), "{}", meta(&q[0]));
+
+    // The disk is back: the next flush sends it again, as the same message, and this time it is kept as sent.
+    drop(_guard);
+    let f = run(&env, &["flush"]);
+    assert!(f.status.success(), "{}", text(&f));
+    assert!(
+        String::from_utf8_lossy(&f.stdout).contains(&format!("sent {id}")),
+        "{}",
+        text(&f)
+    );
+    let msgs = mta.wait_for(2, T);
+    assert_eq!(msgs.len(), 2);
+    for h in ["Message-ID", "X-Auditty-Recording", "Subject"] {
+        assert_eq!(msgs[0].header(h), msgs[1].header(h), "{h}");
+    }
+    assert_eq!(
+        msgs[0].header("X-Auditty-Recording").as_deref(),
+        Some(id.as_str())
+    );
+    assert!(
+        msgs[0]
+            .header("Message-ID")
+            .is_some_and(|m| m.starts_with(&format!("<auditty.{id}@"))),
+        "{:?}",
+        msgs[0].header("Message-ID")
+    );
+    for m in &msgs {
+        let (out, _, _tmp) = gunzip_and_replay(m);
+        assert!(
+            String::from_utf8_lossy(&out).contains("sent-twice-session"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+    let sent = env.recordings("sent");
+    assert_eq!(sent, [env.spool.join("sent").join(&id)]);
+    assert!(meta(&sent[0])["sent_unix"].is_i64(), "{}", meta(&sent[0]));
+    // Once recorded as sent, it is never sent again.
+    let f = run(&env, &["flush"]);
+    assert!(f.status.success() && f.stdout.is_empty(), "{}", text(&f));
+    assert_eq!(mta.files().len(), 2);
+}
+
+/// Wait (bounded) until `file` holds at least `n` lines; return them.
+fn wait_file_lines(file: &Path, n: usize) -> Vec<String> {
+    let end = Instant::now() + T;
+    loop {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(Instant::now() < end, "{}: {lines:?}", file.display());
+        std::thread::sleep(Duration::from_millis(10));
     }
 }

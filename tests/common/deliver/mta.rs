@@ -56,7 +56,8 @@ impl Mta {
                  if [ -f \"$d/../reject-temporary\" ]; then cat >/dev/null; exit 75; fi\n\
                  t=$(mktemp \"$d/.in.XXXXXX\")\n\
                  {{ printf 'X-Test-Envelope-From: %s\\n' \"$1\"; shift; printf 'X-Test-Envelope-To: %s\\n' \"$*\"; cat; }} > \"$t\"\n\
-                 mv \"$t\" \"$d/msg-$(date +%s%N)-$$.eml\"\n",
+                 mv \"$t\" \"$d/msg-$(date +%s%N)-$$.eml\"\n\
+                 if [ -x \"$d/../on-accept\" ]; then \"$d/../on-accept\"; fi\n",
                 inbox = inbox.display()
             ),
         )
@@ -148,6 +149,21 @@ impl Mta {
     /// Answer every message with 451 (try again later) while `on`.
     pub fn reject_temporarily(&self, on: bool) {
         self.flag("reject-temporary", on);
+    }
+
+    /// Run the shell script `script` (None: nothing) while each message is taken in, before the server answers
+    /// that it accepted it: what happens there happens after the mail is safe and before the client knows it.
+    pub fn on_accept(&self, script: Option<&str>) {
+        let p = self.dir.path().join("on-accept");
+        match script {
+            Some(s) => {
+                std::fs::write(&p, format!("#!/bin/sh\nset -e\n{s}\n")).unwrap();
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
+            None => {
+                let _ = std::fs::remove_file(p);
+            }
+        }
     }
 
     fn flag(&self, name: &str, on: bool) {
