@@ -1,9 +1,9 @@
 //! The queue: nothing is lost while the mail system is down or refuses, `flush` delivers exactly once (also when
-//! several run at once; at least once when the disk fails after the server accepted a mail), permanent refusals go to failed/ and come back with `flush --all`, cleanup never deletes a
-//! recording that is not delivered, and a full disk does not break the user's session nor lose what was queued.
-//! Without a transport recordings stay uncompressed in the queue (scriptreplay plays them there); flush compresses
-//! and mails them once a transport is configured.
-
+//! several run at once; at least once when the disk fails after the server accepted a mail), permanent refusals go
+//! to failed/ and come back with `flush --all`, cleanup never deletes a recording that is not delivered, and a full
+//! disk does not break the user's session nor lose what was queued. Without a transport recordings stay
+//! uncompressed in the queue (scriptreplay plays them there); flush compresses and mails them once a transport is
+//! configured.
 mod common;
 
 use std::io::{BufRead, BufReader};
