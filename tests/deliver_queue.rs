@@ -4,6 +4,7 @@
 //! disk does not break the user's session nor lose what was queued. Without a transport recordings stay
 //! uncompressed in the queue (scriptreplay plays them there); flush compresses and mails them once a transport is
 //! configured.
+
 mod common;
 
 use std::io::{BufRead, BufReader};
