@@ -451,8 +451,7 @@ pub fn run(mut plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
         nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
     );
     let mut data = File::from(data);
-    let mut inbuf = vec![0u8; READ_CHUNK];
-    let mut pending: Vec<u8> = Vec::new();
+    let mut incoming = Incoming::default();
     let mut corrupt = None;
     let mut eof = false;
     // When the relay last handed over data; None while idle. While recent, the writer naps between drains instead
@@ -481,7 +480,7 @@ pub fn run(mut plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
         }
         last_drain = 0;
         if data_ready {
-            match drain(&mut data, &mut inbuf, &mut pending, &mut w) {
+            match drain(&mut data, &mut incoming, &mut w) {
                 Drained::Bytes(n) => last_drain = n,
                 Drained::Eof => {
                     eof = true;
@@ -507,7 +506,7 @@ pub fn run(mut plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
     }
     if eof && w.end.is_none() {
         // The relay died, maybe in the middle of a frame: keep the part of its output that arrived.
-        if let Some(f) = frames::decode_truncated(&pending) {
+        if let Some(f) = frames::decode_truncated(incoming.unhandled()) {
             w.handle(f.kind, f.ts_ns, f.payload);
         }
         w.end_orphaned_session();
@@ -535,17 +534,51 @@ enum Drained {
     Corrupt(String),
 }
 
+/// The relay's stream as read from its pipe: the bytes not handled yet (after `Writer::handle_frames`, at most one
+/// incomplete frame), followed by room for the next read. Reads land here directly and frames are handled where they
+/// lie, so a recorded byte is copied once in the writer, into its file's buffer.
+#[derive(Default)]
+struct Incoming {
+    buf: Vec<u8>,
+    filled: usize,
+}
+
+impl Incoming {
+    /// One read of up to READ_CHUNK bytes, appended to what is unhandled.
+    fn read_from(&mut self, data: &mut File) -> std::io::Result<usize> {
+        let end = self.filled + READ_CHUNK;
+        if self.buf.len() < end {
+            // Grows only while an incomplete frame is carried over that is bigger than any before.
+            self.buf.resize(end, 0);
+        }
+        let n = data.read(&mut self.buf[self.filled..end])?;
+        self.filled += n;
+        Ok(n)
+    }
+
+    fn unhandled(&self) -> &[u8] {
+        &self.buf[..self.filled]
+    }
+
+    /// Forget the first `n` unhandled bytes (handled frames), moving the rest (part of a frame) to the front.
+    fn consume(&mut self, n: usize) {
+        self.buf.copy_within(n..self.filled, 0);
+        self.filled -= n;
+    }
+}
+
 /// Read the pipe while reads come back full (more is waiting), handing every complete frame to the writer; a short
 /// read means the pipe is empty now.
-fn drain(data: &mut File, inbuf: &mut [u8], pending: &mut Vec<u8>, w: &mut Writer) -> Drained {
+fn drain(data: &mut File, incoming: &mut Incoming, w: &mut Writer) -> Drained {
     let mut total = 0;
     loop {
-        match data.read(inbuf) {
+        match incoming.read_from(data) {
             Ok(0) => return Drained::Eof,
             Ok(n) => {
                 total += n;
-                pending.extend_from_slice(&inbuf[..n]);
-                if let Err(e) = w.handle_frames(pending) {
+                let (handled, res) = w.handle_frames(incoming.unhandled());
+                incoming.consume(handled);
+                if let Err(e) = res {
                     return Drained::Corrupt(e);
                 }
                 // Write out as we go: a drain after a nap can bring a whole pipe (1 MiB), which would otherwise sit in
@@ -553,7 +586,7 @@ fn drain(data: &mut File, inbuf: &mut [u8], pending: &mut Vec<u8>, w: &mut Write
                 if w.ts.buf.len() + w.tm.buf.len() > FLUSH_BYTES - READ_CHUNK {
                     w.flush(false);
                 }
-                if n < inbuf.len() {
+                if n < READ_CHUNK {
                     return Drained::Bytes(total);
                 }
             }
@@ -656,22 +689,20 @@ impl Writer {
         self.flush(false);
     }
 
-    /// Handle the complete frames at the front of `pending` and remove them; a frame that cannot be decoded is an
-    /// error (the rest of the stream cannot be trusted).
-    fn handle_frames(&mut self, pending: &mut Vec<u8>) -> Result<(), String> {
+    /// Handle the complete frames at the front of `stream`: how many bytes they took, and an error for a frame that
+    /// cannot be decoded (the rest of the stream cannot be trusted).
+    fn handle_frames(&mut self, stream: &[u8]) -> (usize, Result<(), String>) {
         let mut at = 0;
-        let res = loop {
-            match frames::decode(&pending[at..]) {
+        loop {
+            match frames::decode(&stream[at..]) {
                 Ok(Some((f, used))) => {
                     self.handle(f.kind, f.ts_ns, f.payload);
                     at += used;
                 }
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
+                Ok(None) => return (at, Ok(())),
+                Err(e) => return (at, Err(e)),
             }
-        };
-        pending.drain(..at);
-        res
+        }
     }
 
     fn handle(&mut self, kind: Kind, ts: u64, p: &[u8]) {
@@ -1016,6 +1047,66 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every complete frame `incoming` holds now, decoded (kind, payload), and consumed.
+    fn take_frames(incoming: &mut Incoming) -> Vec<(Kind, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while let Some((f, used)) = frames::decode(&incoming.unhandled()[at..]).unwrap() {
+            out.push((f.kind, f.payload.to_vec()));
+            at += used;
+        }
+        incoming.consume(at);
+        out
+    }
+
+    #[test]
+    fn incoming_carries_a_frame_split_over_reads_and_one_bigger_than_a_read() {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let (mut r, mut w) = (File::from(r), File::from(w));
+        let small: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        let big: Vec<u8> = (0..(READ_CHUNK as u32 + 5000))
+            .map(|i| (i % 241) as u8)
+            .collect();
+        let mut stream = Vec::new();
+        frames::encode(&mut stream, Kind::Output, 1, &small);
+        frames::encode(&mut stream, Kind::Input, 2, &big);
+        frames::encode(&mut stream, Kind::Output, 3, b"tail");
+        let mut incoming = Incoming::default();
+        let mut got = Vec::new();
+        // The first frame and 10 bytes of the second (part of its header), then the rest in pieces that end
+        // in the middle of the big payload and of the last header.
+        let first = frames::HEADER_LEN + small.len();
+        let cuts = [
+            first + 10,
+            READ_CHUNK / 2,
+            READ_CHUNK + 100,
+            stream.len() - 18,
+            stream.len(),
+        ];
+        let (mut sent, mut read) = (0, 0);
+        for cut in cuts {
+            w.write_all(&stream[sent..cut]).unwrap();
+            sent = cut;
+            while read < sent {
+                read += incoming.read_from(&mut r).unwrap();
+            }
+            got.extend(take_frames(&mut incoming));
+            if cut == first + 10 {
+                assert_eq!(got.len(), 1);
+                assert_eq!(incoming.unhandled(), &stream[first..cut]);
+            }
+        }
+        assert_eq!(
+            got,
+            [
+                (Kind::Output, small),
+                (Kind::Input, big),
+                (Kind::Output, b"tail".to_vec())
+            ]
+        );
+        assert!(incoming.unhandled().is_empty());
+    }
 
     #[test]
     fn a_sinks_sum_is_that_of_its_file_and_only_while_it_holds_everything() {
