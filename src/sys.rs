@@ -367,6 +367,31 @@ pub fn pipe_pending(fd: BorrowedFd<'_>) -> io::Result<usize> {
     }
 }
 
+/// Whether the terminal is in exclusive mode (TIOCGEXCL).
+pub fn tty_exclusive(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut on: libc::c_int = 0;
+    // SAFETY: TIOCGEXCL writes one int into the valid, exclusively borrowed `on`.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGEXCL, &mut on as *mut libc::c_int) };
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(on != 0)
+    }
+}
+
+/// Put the terminal in exclusive mode (TIOCEXCL: every later open(2) of it fails with EBUSY, except with
+/// CAP_SYS_ADMIN) or take it out again (TIOCNXCL). Descriptors already open are not affected.
+pub fn set_tty_exclusive(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    let req = if on { libc::TIOCEXCL } else { libc::TIOCNXCL };
+    // SAFETY: TIOCEXCL and TIOCNXCL take no argument and touch no memory of ours.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), req) };
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 /// TIOCGWINSZ on `fd`.
 pub fn get_winsize(fd: BorrowedFd<'_>) -> io::Result<Winsize> {
     let mut ws = Winsize {

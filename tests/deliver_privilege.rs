@@ -464,3 +464,39 @@ fn recorded_user_cannot_rewrite_the_guard_registry_and_the_hook_still_finds_it()
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
+
+/// The user's terminal is exclusive while the session runs (docs/security.md C11): the recorded shell, which holds no
+/// descriptor of it, cannot open it again by name to print past the recording or read keys the relay would not see.
+/// It is the user's own terminal (owner, mode 0620, as sshd leaves it), which they can open once the session is over.
+#[test]
+fn the_recorded_shell_cannot_reopen_the_users_terminal() {
+    let mta = Mta::start();
+    let i = Install::new(&mail_to(&mta));
+    let probe = "t=/dev/$(ps -o tty= -p $PPID | tr -d ' '); echo \"outer=$t\"; \
+                 if (echo SHOWN-PAST-THE-RECORDING > \"$t\") 2>/dev/null; then echo write-reopened; \
+                 else echo write-refused; fi; \
+                 if (exec 3< \"$t\") 2>/dev/null; then echo read-reopened; else echo read-refused; fi";
+    let mut t = user_session(&i, probe);
+    t.expect("read-", T);
+    assert!(t.wait(T).success());
+    let o = t.output_text();
+    assert!(o.contains(&format!("outer={}", t.pts.display())), "{o}");
+    assert!(
+        o.contains("write-refused") && o.contains("read-refused"),
+        "{o}"
+    );
+    assert!(!o.contains("SHOWN-PAST-THE-RECORDING"), "{o}");
+    // Once the session is over, the terminal is the user's to open again.
+    let back = format!("echo back-to-normal > {}", t.pts.display());
+    let o = i.as_user(&["sh", "-c", &back]).output().unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    // The recording has what the shell printed, the refusals included.
+    let msgs = mta.wait_for(1, T);
+    assert_eq!(msgs.len(), 1);
+    let (replayed, _, _) = gunzip_and_replay(&msgs[0]);
+    let replayed = String::from_utf8_lossy(&replayed);
+    assert!(
+        replayed.contains("write-refused") && replayed.contains("read-refused"),
+        "{replayed}"
+    );
+}

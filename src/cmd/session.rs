@@ -638,6 +638,7 @@ fn run_relay(
             user,
             out,
             raw,
+            exclusive,
             child,
         },
         signals,
@@ -687,6 +688,7 @@ fn run_relay(
         cfg.record.input,
     );
     drop(pipe);
+    drop(exclusive);
     drop(raw);
     if let Some(m) = &outcome.message {
         // Not eprintln!: it panics when the terminal is gone (EIO).
@@ -710,6 +712,7 @@ struct RunningShell {
     user: OwnedFd,
     out: Option<OwnedFd>,
     raw: RawMode,
+    exclusive: Option<terminal::Exclusive>,
     child: Pid,
 }
 
@@ -738,6 +741,16 @@ fn start_shell(
         let _ = e.write_all(b"\n");
     }
     terminal::restore_on_panic();
+    // Before the shell exists: from then on only the relay's descriptors reach the user's terminal.
+    let exclusive = terminal::Exclusive::enter()
+        .map_err(|e| {
+            // Not fatal: the session is still recorded, only not protected against this.
+            let _ = writeln!(
+                std::io::stderr(),
+                "auditty: cannot make the terminal exclusive (TIOCEXCL: {e}); the recorded shell could reopen it"
+            );
+        })
+        .ok();
     let raw = RawMode::enter()?;
     // On failure `raw` is dropped here, restoring the terminal before the error is printed.
     let child = pty.spawn(exec, drop_gid)?;
@@ -745,6 +758,7 @@ fn start_shell(
         user,
         out,
         raw,
+        exclusive,
         child,
     })
 }
