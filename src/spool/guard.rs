@@ -146,11 +146,14 @@ impl Registration {
         }
     }
 
-    /// Remove our entries (only those still naming this recording).
+    /// Remove our entries (only those still naming this recording), including the one a next login on the same
+    /// PTY set aside (`stale.<id>`) when it published before we withdrew: left there, `auditty flush` would take it
+    /// for a login whose recorder was killed.
     pub fn withdraw(&self, run_dir: &Path, keys: &[String]) {
         for key in keys {
             remove_if_it_names(&run_dir.join(key), &self.id);
         }
+        remove_if_it_names(&run_dir.join(format!("{SET_ASIDE}{}", self.id)), &self.id);
     }
 }
 
@@ -510,5 +513,39 @@ mod tests {
             .publish(d.path(), &keys[..1])
             .unwrap();
         assert_eq!(names(d.path()), ["pts-9"]);
+    }
+
+    /// The next login on the PTY published before the previous recording's writer withdrew (its relay had just
+    /// ended): the writer's withdrawal removes what was set aside for it too, and leaves the new login's alone.
+    #[test]
+    fn a_withdrawal_after_the_next_login_published_leaves_nothing_set_aside() {
+        let d = tempfile::tempdir().unwrap();
+        let me = std::process::id();
+        let start = process_start(me).unwrap();
+        let reg = |id: &str, relay_start: u64| Registration {
+            id: id.into(),
+            relay_pid: me,
+            relay_start,
+            uid: nix::unistd::getuid().as_raw(),
+            pty: "/dev/pts/9".into(),
+            fifo: String::new(),
+        };
+        let keys = vec![tty_key("/dev/pts/9"), session_key(7)];
+        let ended = reg("20261203T100000Z-alice-000000000001", start + 1);
+        ended.publish(d.path(), &keys).unwrap();
+        let next = reg("20261203T100001Z-alice-000000000002", start);
+        next.publish(d.path(), &keys[..1]).unwrap();
+        assert_eq!(
+            names(d.path()),
+            [
+                "pts-9",
+                "session-7",
+                "stale.20261203T100000Z-alice-000000000001"
+            ]
+        );
+        ended.withdraw(d.path(), &keys);
+        assert_eq!(names(d.path()), ["pts-9"]);
+        assert_eq!(read_key(d.path(), "pts-9"), Some(next));
+        assert!(abandoned(d.path(), std::time::Duration::ZERO).is_empty());
     }
 }
