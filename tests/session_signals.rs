@@ -1,6 +1,6 @@
 //! Signals to the recorder's processes: SIGTERM/INT/QUIT/ALRM end the session cleanly, SIGUSR1 flushes, SIGKILL of
 //! the relay leaves a recording marked as such, SIGKILL of both loses at most about a second, and a writer that is
-//! killed or stopped ends the session instead of leaving it unrecorded.
+//! killed or stopped ends the session instead of leaving it unrecorded (a stopped one freezes it first).
 
 mod common;
 
@@ -193,13 +193,43 @@ fn killed_writer_ends_the_session_with_a_message() {
     assert_eq!(env.recordings("active").len(), 1);
 }
 
+/// Wait (bounded) until the relay has woken since `switches` (its voluntary context switches then) and sleeps in
+/// poll again: a signal sent meanwhile (SIGCHLD of its writer's stop) has been handled.
+fn wait_relay_went_round(relay: i32, switches: u64) {
+    let ok = wait_until(T, || {
+        let wchan = std::fs::read_to_string(format!("/proc/{relay}/wchan")).unwrap_or_default();
+        voluntary_switches(relay) > switches && wchan.starts_with("poll_schedule_timeout")
+    });
+    assert!(ok, "the relay did not go back to poll");
+}
+
+fn voluntary_switches(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// While its writer is stopped the relay takes nothing from the PTY and gives the shell no keystroke: the user sees
+/// nothing that is not recorded (docs/security.md C3), and nothing typed runs unrecorded. After WRITER_STOPPED_MAX
+/// the session ends; the writer, continued, completes the recording with what the user saw.
 #[test]
-fn stopped_writer_ends_the_session_and_the_recording_completes_later() {
+fn a_stopped_writer_freezes_the_session_then_ends_it_and_the_recording_completes_later() {
     let env = Env::new("");
     let mut t = Term::interactive(&env, &[]);
     let shell = t.shell_pid();
     let writer = pty::writer_pid(&env);
-    t.run("echo before-stop-$((1+1))");
+    // A job that prints on its own (no keystroke needed) once the test opens the gate.
+    let gate = env.dir.path().join("gate");
+    nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    t.run(&format!(
+        "echo before-stop-$((1+1)); {{ read _ < {g}; echo printed-while-stopped-$((3+3)); seq 1 20000; }} &",
+        g = gate.display()
+    ));
+    let relay = t.pid().as_raw();
+    let switches = voluntary_switches(relay);
     signal(writer, Signal::SIGSTOP);
     // Whatever happens below, never leave a stopped writer behind.
     struct Resume(i32);
@@ -210,7 +240,9 @@ fn stopped_writer_ends_the_session_and_the_recording_completes_later() {
     }
     let _resume = Resume(writer);
     let stopped = Instant::now();
-    t.run("echo while-stopped-$((2+2))");
+    wait_relay_went_round(relay, switches);
+    drop(std::fs::OpenOptions::new().write(true).open(&gate).unwrap());
+    t.line("echo typed-while-stopped-$((2+2))");
     t.wait(Duration::from_secs(8));
     let took = stopped.elapsed();
     assert!(
@@ -224,10 +256,21 @@ fn stopped_writer_ends_the_session_and_the_recording_completes_later() {
         seen.contains("auditty: the session recorder is not responding; ending the session"),
         "{seen:?}"
     );
-    // Once it runs again, the writer completes the recording with everything, including the end.
+    for unseen in [
+        "printed-while-stopped-6",
+        "typed-while-stopped-4",
+        "\r\n20000\r\n",
+    ] {
+        assert!(!seen.contains(unseen), "{unseen:?} shown: {seen:?}");
+    }
+    // Once it runs again, the writer completes the recording with what the user saw, and the end.
     signal(writer, Signal::SIGCONT);
     let rec = Rec::queued(&env, T);
-    assert!(contains(&rec.data, "while-stopped-4\r\n"));
+    assert!(contains(&rec.data, "before-stop-2\r\n"));
+    assert!(
+        !contains(&rec.data, "typed-while-stopped-4"),
+        "a keystroke reached the shell"
+    );
     assert!(
         rec.footer_status().starts_with("COMMAND_EXIT_CODE="),
         "{}",

@@ -263,7 +263,14 @@ impl Relay<'_> {
                 }
                 fds[USER] = pollfd(&self.ep.user, ev);
             }
-            if !self.master_eof {
+            // While the writer is stopped nothing is taken from the PTY (not even what would wake us: a hung-up PTY
+            // polls ready for ever): what the user sees must be recorded, and a stopped writer records nothing. The
+            // shell waits on its full PTY until the writer goes on or, after WRITER_STOPPED_MAX, the session ends.
+            let writer_stopped = matches!(self.writer, WriterState::Stopped(_));
+            if writer_stopped {
+                self.last_output = Instant::now();
+            }
+            if !self.master_eof && !writer_stopped {
                 let mut ev = 0;
                 if self.to_user.len() < QUEUE_CAP && self.to_writer.len() < WRITER_CAP {
                     ev |= libc::POLLIN;
@@ -313,7 +320,7 @@ impl Relay<'_> {
             if rev(MASTER) & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
                 self.read_master();
             }
-            if self.may_feed_shell() && !self.master_eof {
+            if self.may_feed_shell() && !self.master_eof && !writer_stopped {
                 match self.to_shell.write_to(&self.ep.master) {
                     Ok(()) => {}
                     Err(_) => self.to_shell.clear(),
@@ -459,6 +466,10 @@ impl Relay<'_> {
     /// on as one chunk: first as one frame into the writer's pipe (so whatever the user sees is already safe from a
     /// SIGKILL of the relay), then to the user's terminal, directly when nothing is queued for it.
     fn read_master(&mut self) {
+        if matches!(self.writer, WriterState::Stopped(_)) {
+            // Seen stopped just now (SIGCHLD handled in this turn): leave the output where it is.
+            return;
+        }
         let n = loop {
             match read(&self.ep.master, &mut self.batch) {
                 Ok(0) => {
@@ -477,6 +488,10 @@ impl Relay<'_> {
         };
         let ts = monotonic_ns();
         self.last_output = Instant::now();
+        if self.writer == WriterState::Gone {
+            // Nothing can be recorded any more (the session is ending): it is not shown either.
+            return;
+        }
         frames::encode(&mut self.to_writer.buf, Kind::Output, ts, &self.batch[..n]);
         self.flush_writer();
         let chunk = &self.batch[..n];
