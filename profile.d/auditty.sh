@@ -13,7 +13,8 @@
 # and the process tree, never from environment variables, so presetting variables cannot skip recording.
 #
 # `auditty session --check` answers: 0 record, 3 inside a recording, 4 exempt, 5 recording impossible and
-# policy.on_error = open (logged here with logger, the login goes on), 6 the same with closed (login refused).
+# policy.on_error = open (logged here with logger, the login goes on), 6 the same with closed (login refused),
+# 7 the same with the policy unknown (the configuration exists but cannot be read): the policy below applies.
 # If auditty itself cannot run (missing, crashed), the policy below applies; install.sh copies it from
 # policy.on_error when it installs this file.
 
@@ -77,6 +78,10 @@ case $- in
         6)
           __auditty_on_error=closed
           __auditty_fail "$__auditty_out"
+          ;;
+        7)
+          # The configuration is there but cannot be read, so its policy is unknown: the installed one applies.
+          __auditty_fail "$__auditty_out (the policy install.sh wrote into this file applies: $__auditty_on_error)"
           ;;
         *)
           __auditty_fail "auditty session --check failed (exit $__auditty_rc): $__auditty_out"

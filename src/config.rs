@@ -206,6 +206,43 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Largest configuration file read: a real one is a few KiB; the bound keeps a path that leads to /dev/zero or a
+/// huge file from growing every login's memory.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// The text of the configuration file at `path`: a regular file (a FIFO would hold every login waiting for a writer,
+/// a device may never end) of at most MAX_FILE_BYTES. Symlinks are followed (configuration management keeps them).
+pub fn read_file(path: &Path) -> std::io::Result<String> {
+    use std::io::{Error, Read};
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    let md = f.metadata()?;
+    let t = md.file_type();
+    if !t.is_file() {
+        let what = if t.is_dir() {
+            "a directory"
+        } else if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_socket() {
+            "a socket"
+        } else {
+            "a device"
+        };
+        return Err(Error::other(format!("it is {what}, not a regular file")));
+    }
+    let mut text = String::new();
+    f.take(MAX_FILE_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(Error::other(format!(
+            "it is larger than {MAX_FILE_BYTES} bytes"
+        )));
+    }
+    Ok(text)
+}
+
 /// Where the configuration comes from.
 pub struct Source<'a> {
     /// The file; `None` means the default path, where a missing file means built-in defaults.
@@ -218,7 +255,7 @@ impl Config {
     /// Load and validate. A missing default file gives the built-in defaults; an explicit missing file is an error.
     pub fn load(src: &Source<'_>) -> Result<Config, ConfigError> {
         let path = src.file.unwrap_or(Path::new(DEFAULT_PATH));
-        let text = match std::fs::read_to_string(path) {
+        let text = match read_file(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && src.file.is_none() => {
                 String::new()
@@ -592,6 +629,43 @@ pub fn describe(cfg: &Config) -> BTreeMap<&'static str, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A FIFO, a device, a directory or a huge file at the path is an error naming it, at once: never a login
+    /// waiting for a FIFO's writer or reading /dev/zero until memory runs out.
+    #[test]
+    fn only_a_regular_file_of_bounded_size_is_read() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("fifo.conf");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let zero = d.path().join("zero.conf");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        let big = d.path().join("big.conf");
+        std::fs::write(&big, vec![b'#'; MAX_FILE_BYTES as usize + 1]).unwrap();
+        let ok = d.path().join("ok.conf");
+        std::fs::write(&ok, "[record]\ninput = true\n").unwrap();
+        for (p, says) in [
+            (&fifo, "it is a FIFO, not a regular file"),
+            (&zero, "it is a device, not a regular file"),
+            (
+                &d.path().to_path_buf(),
+                "it is a directory, not a regular file",
+            ),
+            (&big, "it is larger than 1048576 bytes"),
+        ] {
+            let e = Config::load(&Source {
+                file: Some(p),
+                overrides: &[],
+            })
+            .unwrap_err();
+            assert_eq!(e.0, format!("cannot read config {}: {says}", p.display()));
+        }
+        let cfg = Config::load(&Source {
+            file: Some(&ok),
+            overrides: &[],
+        })
+        .unwrap();
+        assert!(cfg.record.input);
+    }
 
     #[test]
     fn defaults_when_empty() {

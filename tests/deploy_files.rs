@@ -249,6 +249,21 @@ fn profile_script_decisions() {
         );
         assert_eq!(st, 1);
 
+        // Cannot record and the configuration cannot be read: the installed policy decides, either way.
+        let why = "7:cannot record (policy.on_error unknown): cannot read config /etc/auditty.conf";
+        let f = Fake::new("open");
+        let (out, st) = f.source(sh, &[("FAKE_CHECK", why)]);
+        assert!(out.contains("AFTER-23") && st == 0, "{sh}: {out}");
+        let f = Fake::new("closed");
+        let (out, st) = f.source(sh, &[("FAKE_CHECK", why)]);
+        assert!(
+            out.contains("login refused (policy.on_error = closed)")
+                && out.contains("the policy install.sh wrote into this file applies: closed")
+                && !out.contains("AFTER-23"),
+            "{sh}: {out}"
+        );
+        assert_eq!(st, 1);
+
         // The binary crashes: the fallback policy decides.
         let f = Fake::new("open");
         let (out, _) = f.source(sh, &[("FAKE_CHECK", "139")]);

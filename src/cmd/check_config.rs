@@ -68,7 +68,9 @@ pub fn run(cli: &Cli, mut privilege: Privilege, send_test: bool) -> Result<Exit>
         }
         Err(e) => {
             r.error(format!("{e:#}"));
-            say!("1 error: fix the key named above (see auditty.conf(5))");
+            say!(
+                "1 error: the configuration does not load; fix what is named above (see auditty.conf(5))"
+            );
             return Ok(Exit::from(1));
         }
     };
@@ -145,9 +147,19 @@ fn config_file(r: &mut Report, path: &Path, gid: Option<u32>) {
         return;
     };
     let om = owner_mode(&md);
+    let readable_by_sessions =
+        md.mode() & 0o004 != 0 || gid.is_some_and(|g| g == md.gid() && md.mode() & 0o040 != 0);
     if md.uid() != 0 || md.mode() & 0o022 != 0 {
         r.error(format!(
             "{}: {om}: must be owned by root and not writable by group or others (auditty refuses it when setgid)",
+            path.display()
+        ));
+    } else if !md.is_file() {
+        r.error(format!("{}: not a regular file", path.display()));
+    } else if !readable_by_sessions {
+        r.error(format!(
+            "{}: {om}: sessions (the user's uid with group {GROUP}) cannot read it, so no login can be recorded \
+             and each one gets the policy profile.d was installed with; make it root:{GROUP} 0640",
             path.display()
         ));
     } else if md.mode() & 0o004 != 0 {
@@ -380,7 +392,9 @@ fn run_dir(r: &mut Report, dir: &Path, gid: Option<u32>) {
     }
     if md.mode() & 0o007 != 0 {
         return r.error(format!(
-            "spool.run_dir: {}: {om}: others may enter it, so a recorded user could rewrite their own registrations              (they own them) to make later logins on that terminal go unrecorded; make it root:{GROUP} 0770 (re-run              install.sh)",
+            "spool.run_dir: {}: {om}: others may enter it, so a recorded user could rewrite their own registrations \
+             (they own them) to make later logins on that terminal go unrecorded; make it root:{GROUP} 0770 (re-run \
+             install.sh)",
             dir.display()
         ));
     }
@@ -517,6 +531,32 @@ mod tests {
         let mut r = Report::default();
         spool(&mut r, d.path(), None);
         assert_eq!(r.errors, 0);
+    }
+
+    /// The configuration must be readable by the sessions (group auditty, or everyone): a root-only file would
+    /// leave every login to the failure policy. It must not be writable by anyone but root.
+    #[test]
+    fn a_config_sessions_cannot_read_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("auditty.conf");
+        std::fs::write(&f, "").unwrap();
+        let gid = std::fs::metadata(&f).unwrap().gid();
+        for (mode, group, errors, warnings) in [
+            (0o600, Some(gid), 1, 0),
+            (0o640, Some(gid + 1), 1, 0),
+            (0o640, Some(gid), 0, 0),
+            (0o644, Some(gid), 0, 1),
+            (0o660, Some(gid), 1, 0),
+        ] {
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+            let mut r = Report::default();
+            config_file(&mut r, &f, group);
+            assert_eq!(
+                (r.errors, r.warnings),
+                (errors, warnings),
+                "mode {mode:o}, group {group:?}"
+            );
+        }
     }
 
     /// The guard registry must be closed to others (docs/security.md N14): 0775, as installed before, is an error.

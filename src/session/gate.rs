@@ -32,8 +32,13 @@ pub enum Verdict {
     Inside(String),
     /// Never recorded: exempt user or group, or no terminal.
     Exempt(String),
-    /// Recording is not possible; `policy.on_error` says what to do.
-    Impossible { policy: OnError, why: String },
+    /// Recording is not possible; `policy.on_error` says what to do. None: the configuration exists but cannot be
+    /// read (permissions, not a regular file), so its policy is unknown: profile.d then applies the one install.sh
+    /// wrote into it.
+    Impossible {
+        policy: Option<OnError>,
+        why: String,
+    },
 }
 
 impl Verdict {
@@ -43,13 +48,14 @@ impl Verdict {
             Verdict::Inside(_) => 3,
             Verdict::Exempt(_) => 4,
             Verdict::Impossible {
-                policy: OnError::Open,
+                policy: Some(OnError::Open),
                 ..
             } => 5,
             Verdict::Impossible {
-                policy: OnError::Closed,
+                policy: Some(OnError::Closed),
                 ..
             } => 6,
+            Verdict::Impossible { policy: None, .. } => 7,
         }
     }
 
@@ -62,8 +68,9 @@ impl Verdict {
             Verdict::Impossible { policy, why } => format!(
                 "cannot record ({}): {}",
                 match policy {
-                    OnError::Open => "policy.on_error=open, continuing unrecorded",
-                    OnError::Closed => "policy.on_error=closed, login refused",
+                    Some(OnError::Open) => "policy.on_error=open, continuing unrecorded",
+                    Some(OnError::Closed) => "policy.on_error=closed, login refused",
+                    None => "policy.on_error unknown: the configuration cannot be read",
                 },
                 why.replace('\n', " ")
             ),
@@ -86,7 +93,7 @@ pub fn decide(cli: &Cli, privilege: &Privilege) -> Verdict {
         Ok(c) => c,
         Err(e) => {
             return Verdict::Impossible {
-                policy: lenient_on_error(cli, privilege),
+                policy: policy_in_file(cli, privilege),
                 why: format!("{e:#}"),
             };
         }
@@ -99,7 +106,7 @@ pub fn decide(cli: &Cli, privilege: &Privilege) -> Verdict {
     }
     if let Err(why) = spool_usable(&cfg.spool.dir) {
         return Verdict::Impossible {
-            policy: cfg.policy.on_error,
+            policy: Some(cfg.policy.on_error),
             why,
         };
     }
@@ -110,6 +117,12 @@ pub fn decide(cli: &Cli, privilege: &Privilege) -> Verdict {
 /// default file for a privileged run of an untrusted user, who may not name another), or, for a trusted caller, an
 /// `-o policy.on_error=closed`.
 pub fn lenient_on_error(cli: &Cli, privilege: &Privilege) -> OnError {
+    policy_in_file(cli, privilege).unwrap_or(OnError::Open)
+}
+
+/// `lenient_on_error`, or None when the file is there but cannot be read (permissions, or not a regular file): then
+/// nothing says which policy the administrator chose.
+fn policy_in_file(cli: &Cli, privilege: &Privilege) -> Option<OnError> {
     let trusted = !privilege.untrusted_elevated();
     let path = match &cli.global.config {
         Some(p) if trusted => p.as_path(),
@@ -125,13 +138,17 @@ pub fn lenient_on_error(cli: &Cli, privilege: &Privilege) -> OnError {
             .replace([' ', '\t', '"', '\''], "");
         l.strip_prefix("policy.").unwrap_or(&l) == "on_error=closed"
     };
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let in_file = text.lines().any(says_closed);
     let in_overrides = trusted && cli.global.overrides.iter().any(|o| says_closed(o));
-    if in_file || in_overrides {
-        OnError::Closed
+    let text = match config::read_file(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(_) if in_overrides => String::new(),
+        Err(_) => return None,
+    };
+    if in_overrides || text.lines().any(says_closed) {
+        Some(OnError::Closed)
     } else {
-        OnError::Open
+        Some(OnError::Open)
     }
 }
 
@@ -274,17 +291,23 @@ mod tests {
         assert_eq!(Verdict::Inside("x".into()).exit_code(), 3);
         assert_eq!(Verdict::Exempt("x".into()).exit_code(), 4);
         let open = Verdict::Impossible {
-            policy: OnError::Open,
+            policy: Some(OnError::Open),
             why: "a\nb".into(),
         };
         assert_eq!(open.exit_code(), 5);
         assert!(!open.describe().contains('\n'));
         let closed = Verdict::Impossible {
-            policy: OnError::Closed,
+            policy: Some(OnError::Closed),
             why: "x".into(),
         };
         assert_eq!(closed.exit_code(), 6);
         assert!(closed.describe().contains("login refused"));
+        let unknown = Verdict::Impossible {
+            policy: None,
+            why: "x".into(),
+        };
+        assert_eq!(unknown.exit_code(), 7);
+        assert!(unknown.describe().contains("policy.on_error unknown"));
     }
 
     #[test]
@@ -325,6 +348,18 @@ mod tests {
         assert_eq!(
             lenient_on_error(&cli(None, &["policy.on_error=closed"]), &root),
             OnError::Closed
+        );
+        // A file that is there but cannot be read says nothing: profile.d's installed policy decides (exit 7).
+        let fifo = d.path().join("fifo.conf");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert_eq!(policy_in_file(&cli(Some(&fifo), &[]), &root), None);
+        assert_eq!(
+            policy_in_file(&cli(Some(&fifo), &["policy.on_error=closed"]), &root),
+            Some(OnError::Closed)
+        );
+        assert_eq!(
+            policy_in_file(&cli(Some(&d.path().join("absent")), &[]), &root),
+            Some(OnError::Open)
         );
         assert_eq!(
             lenient_on_error(&cli(None, &["policy.on_error=open"]), &root),
