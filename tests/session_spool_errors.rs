@@ -406,3 +406,49 @@ fn orphan_with_garbage_timing_lines_is_repaired_into_one_that_plays() {
         "scriptreplay reproduces the typescript's body"
     );
 }
+
+/// `session --check` on a spool whose file system is full says recording is impossible (profile.d then applies the
+/// policy at once, before any recorder starts), and creates nothing in the spool while it looks.
+#[test]
+fn check_on_a_full_spool_says_impossible_and_leaves_nothing() {
+    let env = Env::new("[mail]\ntransport = \"none\"\n");
+    let disk = SmallDisk::mount(&env.spool, "256k");
+    // A working spool first: "record".
+    let mut t = Term::spawn(
+        disk.enter(&session_command(&env, &[], &["--check"])),
+        24,
+        80,
+    );
+    assert_eq!(t.wait_code(Duration::from_secs(10)), 0);
+    assert!(String::from_utf8_lossy(&t.out).contains("record"));
+    let fill = disk
+        .enter(
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("cat /dev/zero > {}/fill", env.spool.display())),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&fill.stderr).contains("No space left on device"),
+        "{fill:?}"
+    );
+    let mut t = Term::spawn(
+        disk.enter(&session_command(&env, &[], &["--check"])),
+        24,
+        80,
+    );
+    assert_eq!(t.wait_code(Duration::from_secs(10)), 5);
+    let said = String::from_utf8_lossy(&t.out).into_owned();
+    assert!(
+        said.contains("cannot record (policy.on_error=open, continuing unrecorded): spool.dir: cannot create a recording in")
+            && said.contains("its file system is full"),
+        "{said}"
+    );
+    let active: Vec<_> = std::fs::read_dir(disk.inside(&env.spool).join("active"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(active.is_empty(), "{active:?}");
+}

@@ -314,13 +314,28 @@ fn fifo_dir_name(base: &Path, id: &str) -> PathBuf {
 fn make_fifo(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new().mode(0o700).create(dir)?;
-    nix::unistd::mkfifo(
-        &dir.join("cmd"),
-        nix::sys::stat::Mode::from_bits_truncate(0o600),
-    )
-    .inspect_err(|_| {
+    fifo_in_made_dir(dir).inspect_err(|_| {
         let _ = std::fs::remove_dir(dir);
-    })?;
+    })
+}
+
+/// The FIFO `cmd` in the directory `make_fifo` has just made. That directory is the user's, in one anyone may write
+/// (/tmp), so they can put something else at its name at any moment, such as a symlink to a directory only group
+/// auditty may write (the spool): the FIFO is made through a descriptor of what is at the name now, which must be a
+/// directory of this process's uid and not a symlink, so it never lands anywhere else.
+fn fifo_in_made_dir(dir: &Path) -> std::io::Result<()> {
+    let fd = nix::fcntl::open(
+        dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    if nix::sys::stat::fstat(&fd)?.st_uid != nix::unistd::geteuid().as_raw() {
+        return Err(std::io::Error::other(format!(
+            "{} is not the directory made for the command FIFO",
+            dir.display()
+        )));
+    }
+    nix::unistd::mkfifoat(&fd, "cmd", nix::sys::stat::Mode::from_bits_truncate(0o600))?;
     Ok(())
 }
 
@@ -790,4 +805,36 @@ fn stdout_if_elsewhere() -> Result<Option<OwnedFd>> {
         return Ok(None);
     }
     Ok(Some(std::io::stdout().as_fd().try_clone_to_owned()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Swapped for a symlink between the mkdir and the FIFO (as the user may do in /tmp), the directory's name leads
+    /// nowhere: the FIFO is not made, least of all where the symlink points.
+    #[test]
+    fn the_fifo_is_made_only_in_the_directory_made_for_it() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("auditty-x");
+        make_fifo(&dir).unwrap();
+        use std::os::unix::fs::FileTypeExt;
+        assert!(
+            std::fs::metadata(dir.join("cmd"))
+                .unwrap()
+                .file_type()
+                .is_fifo()
+        );
+        let spool = d.path().join("spool");
+        std::fs::create_dir(&spool).unwrap();
+        let swapped = d.path().join("auditty-y");
+        std::os::unix::fs::symlink(&spool, &swapped).unwrap();
+        let e = fifo_in_made_dir(&swapped).unwrap_err();
+        // O_NOFOLLOW with O_DIRECTORY: ENOTDIR for a symlink (ELOOP without O_DIRECTORY).
+        assert!(
+            matches!(e.raw_os_error(), Some(libc::ENOTDIR | libc::ELOOP)),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
+    }
 }

@@ -264,21 +264,36 @@ pub fn exempt(cfg: &Config) -> Option<String> {
         .map(|g| format!("group {} is in policy.exempt_groups", g.name))
 }
 
-/// Can a recording be created now? Makes the state directories and a scratch directory in active/, then removes it.
+/// Can a recording be created now? Makes the state directories if they are missing, then asks the kernel and
+/// creates nothing: whether this process (its effective ids) may create in active/, and whether the spool's file
+/// system has a free block and inode. (A scratch directory, as this used to make, was left behind in the spool,
+/// owned by the user, whenever the check was killed half-way.)
 pub fn spool_usable(dir: &Path) -> Result<(), String> {
     let spool = Spool::new(dir);
     spool.ensure().map_err(|e| format!("spool.dir: {e:#}"))?;
     let active = spool.state_dir(State::Active);
-    tempfile::Builder::new()
-        .prefix(".check-")
-        .tempdir_in(&active)
-        .map(drop)
-        .map_err(|e| {
-            format!(
-                "spool.dir: cannot create a recording in {}: {e}",
-                active.display()
-            )
-        })
+    let cannot = |why: &str| {
+        format!(
+            "spool.dir: cannot create a recording in {}: {why}",
+            active.display()
+        )
+    };
+    nix::unistd::faccessat(
+        nix::fcntl::AT_FDCWD,
+        &active,
+        nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+        nix::fcntl::AtFlags::AT_EACCESS,
+    )
+    .map_err(|e| cannot(e.desc()))?;
+    let fs = nix::sys::statvfs::statvfs(&active).map_err(|e| cannot(e.desc()))?;
+    // A file system that has no inode limit reports none at all.
+    if fs.files() > 0 && fs.files_available() == 0 {
+        return Err(cannot("its file system has no free inode"));
+    }
+    if fs.blocks_available() == 0 {
+        return Err(cannot("its file system is full"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -392,6 +407,20 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         assert_eq!(spool_usable(d.path()), Ok(()));
         assert!(d.path().join("active").is_dir());
+        // It creates nothing (not even for a moment: active/'s modification time would change).
+        let active = d.path().join("active");
+        let past =
+            std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+        std::fs::File::open(&active)
+            .unwrap()
+            .set_modified(past)
+            .unwrap();
+        assert_eq!(spool_usable(d.path()), Ok(()));
+        assert_eq!(
+            std::fs::metadata(&active).unwrap().modified().unwrap(),
+            past
+        );
+        assert_eq!(std::fs::read_dir(&active).unwrap().count(), 0);
         let e = spool_usable(&d.path().join("missing")).unwrap_err();
         assert!(e.starts_with("spool.dir:"), "{e}");
     }
