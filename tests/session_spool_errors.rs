@@ -452,3 +452,52 @@ fn check_on_a_full_spool_says_impossible_and_leaves_nothing() {
         .collect();
     assert!(active.is_empty(), "{active:?}");
 }
+
+/// With `closed`, a login refused because its recording cannot be written (a full file system: the directory is
+/// made, meta.json is not) leaves nothing in the spool, so no later flush mails it as a session whose recorder
+/// vanished: no shell ran, there was no session.
+#[test]
+fn a_login_refused_on_a_full_spool_leaves_nothing_for_flush_to_report() {
+    let env = Env::new("[policy]\non_error = \"closed\"\n[mail]\ntransport = \"none\"\n");
+    let disk = SmallDisk::mount(&env.spool, "256k");
+    // The state directories exist; then nothing more fits (a full tmpfs still takes a directory, not a file's data).
+    let mut t = Term::spawn(
+        disk.enter(&session_command(&env, &[], &["-c", "echo first-session"])),
+        24,
+        80,
+    );
+    assert_eq!(t.wait_code(Duration::from_secs(10)), 0);
+    let fill = disk
+        .enter(
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("cat /dev/zero > {}/fill", env.spool.display())),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&fill.stderr).contains("No space left on device"),
+        "{fill:?}"
+    );
+    let marker = env.dir.path().join("the-shell-ran");
+    let cmd = format!("touch {}", marker.display());
+    let mut t = Term::spawn(
+        disk.enter(&session_command(&env, &[], &["-c", &cmd])),
+        24,
+        80,
+    );
+    assert_eq!(t.wait_code(Duration::from_secs(10)), 1);
+    let said = String::from_utf8_lossy(&t.out).into_owned();
+    assert!(
+        said.contains("login refused (policy.on_error = closed)")
+            && said.contains("No space left on device"),
+        "{said}"
+    );
+    assert!(!marker.exists(), "the shell must not have run");
+    let active: Vec<_> = std::fs::read_dir(disk.inside(&env.spool).join("active"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(active.is_empty(), "{active:?}");
+}

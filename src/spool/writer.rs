@@ -293,19 +293,26 @@ pub fn create_recording_and_run(
         }
         Err(e) => {
             let why = format!("{e:#}");
-            if plan.dir.is_dir() {
-                // Ours (the id is new): meta.json says why, and `auditty flush` mails it when it completes it.
-                plan.meta
-                    .write_errors
-                    .push(format!("cannot record the session: {why}"));
-                let _ = plan.meta.write(&plan.dir);
-            }
             match ready {
                 Some(r) => {
+                    // policy.on_error = closed: the login is refused and no shell runs, so there is no session to
+                    // keep. What was made of its recording (ours: the id is new) goes; left there, `auditty flush`
+                    // would mail it a minute later as a session whose recorder vanished. The refusal is in syslog.
+                    if !reported && plan.dir.is_dir() {
+                        let _ = std::fs::remove_dir_all(&plan.dir);
+                    }
                     let _ = nix::unistd::write(&r, why.as_bytes());
                     1
                 }
                 None => {
+                    if plan.dir.is_dir() {
+                        // Ours (the id is new), and the session goes on unrecorded: meta.json says why, if it can,
+                        // and `auditty flush` mails what there is when it completes it.
+                        plan.meta
+                            .write_errors
+                            .push(format!("cannot record the session: {why}"));
+                        let _ = plan.meta.write(&plan.dir);
+                    }
                     go_on_unrecorded(plan, &why, data);
                     0
                 }
