@@ -1376,3 +1376,36 @@ fn wait_file_lines(file: &Path, n: usize) -> Vec<String> {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// A spool.dir that is missing, or a file, is an error for `list` as for `flush` (exit 1, saying which), never an
+/// empty list that reads as "no recordings".
+#[test]
+fn list_and_flush_name_a_spool_that_is_missing_or_not_a_directory() {
+    let env = Env::new("");
+    let file = env.dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    for (dir, says) in [
+        (env.dir.path().join("no-such-spool"), "does not exist"),
+        (file, "is not a directory"),
+    ] {
+        std::fs::write(
+            &env.config,
+            format!(
+                "[spool]\ndir = {dir:?}\nrun_dir = {:?}\n[syslog]\ntarget = \"none\"\n[mail]\ntransport = \"none\"\n",
+                env.run
+            ),
+        )
+        .unwrap();
+        for cmd in ["list", "flush"] {
+            let o = run(&env, &[cmd]);
+            assert_eq!(o.status.code(), Some(1), "{cmd}: {}", text(&o));
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                err.contains(&format!("spool directory {} {says}", dir.display())),
+                "{cmd}: {}",
+                text(&o)
+            );
+            assert!(o.stdout.is_empty(), "{cmd}: {}", text(&o));
+        }
+    }
+}

@@ -113,6 +113,8 @@ pub fn run(
     privilege.drop_unless_trusted()?;
     let cfg = privilege.load_config(cli)?;
     let spool = Spool::new(&cfg.spool.dir);
+    // A missing spool is an error, not an empty list (a typo in spool.dir must not read as "no recordings").
+    spool.must_exist().map_err(access_hint)?;
     let states: Vec<State> = match state {
         Some(s) => vec![State::parse(s).ok_or_else(|| {
             anyhow!("--state {s:?}: expected active, queue (or ready), sent or failed")

@@ -86,14 +86,25 @@ impl Spool {
         self.state_dir(state).join(id)
     }
 
-    /// Make sure the state directories exist (mode 0770; the spool root itself is made by install.sh).
-    pub fn ensure(&self) -> Result<()> {
-        if !self.root.is_dir() {
-            bail!(
+    /// The spool root is a directory (install.sh makes it): an error saying what is wrong otherwise.
+    pub fn must_exist(&self) -> Result<()> {
+        match std::fs::metadata(&self.root) {
+            Ok(md) if md.is_dir() => Ok(()),
+            Ok(_) => bail!(
+                "spool directory {} is not a directory (spool.dir; install.sh creates it root:auditty 0770)",
+                self.root.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
                 "spool directory {} does not exist (spool.dir; install.sh creates it root:auditty 0770)",
                 self.root.display()
-            );
+            ),
+            Err(e) => Err(e).with_context(|| format!("spool directory {}", self.root.display())),
         }
+    }
+
+    /// Make sure the state directories exist (mode 0770; the spool root itself is made by install.sh).
+    pub fn ensure(&self) -> Result<()> {
+        self.must_exist()?;
         if State::ALL.iter().all(|st| self.state_dir(*st).is_dir()) {
             return Ok(());
         }
@@ -451,6 +462,10 @@ mod tests {
             .create_recording("20260101T000000Z-a-5")
             .unwrap_err();
         assert!(format!("{e:#}").contains("does not exist"), "{e:#}");
+        let file = t.path().join("a-file");
+        std::fs::write(&file, "").unwrap();
+        let e = Spool::new(&file).must_exist().unwrap_err();
+        assert!(format!("{e:#}").contains("is not a directory"), "{e:#}");
     }
 
     #[test]
