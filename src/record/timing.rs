@@ -62,10 +62,16 @@ impl TimingWriter {
         }
     }
 
-    /// An information entry (advanced only): `H 0.000000 NAME value`, newlines in the value made spaces.
+    /// An information entry (advanced only): `H 0.000000 NAME value`, the value made one line without control
+    /// characters (`typescript::one_line`).
     pub fn info(&mut self, buf: &mut Vec<u8>, name: &str, value: &str) {
         if self.format == TimingFormat::Advanced {
-            writeln!(buf, "H 0.000000 {name} {}", value.replace('\n', " ")).expect("Vec write");
+            writeln!(
+                buf,
+                "H 0.000000 {name} {}",
+                crate::record::typescript::one_line(value)
+            )
+            .expect("Vec write");
         }
     }
 }

@@ -20,20 +20,35 @@ pub struct HeaderInfo<'a> {
     pub lines: u16,
 }
 
+/// A value for a header field or an H entry, on one line and free of control characters: CR and LF become spaces
+/// (as `script` makes newlines), tabs stay, any other control character (ESC, BEL, C1: aimed at the auditor's
+/// terminal when the header is printed) becomes `?`.
+pub fn one_line(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| match c {
+            '\n' | '\r' => ' ',
+            '\t' => '\t',
+            c if c.is_control() => '?',
+            c => c,
+        })
+        .collect()
+}
+
 /// `Script started on <time> [COMMAND="…" TERM="…" TTY="…" COLUMNS="n" LINES="n"]\n`
-/// (newlines in the command become spaces, as in `script`; quotes are kept as they are). Without a terminal
+/// (values made `one_line`: newlines become spaces, as in `script`; quotes are kept as they are). Without a terminal
 /// (`tty` is `None`, the same test the writer uses for the TERM/TTY/COLUMNS/LINES H entries) the terminal fields
 /// are replaced by `<not executed on terminal>`, as `script` does.
 pub fn header(start: &str, info: &HeaderInfo<'_>) -> Vec<u8> {
     let mut fields = Vec::new();
     if let Some(c) = info.command {
-        fields.push(format!("COMMAND=\"{}\"", c.replace('\n', " ")));
+        fields.push(format!("COMMAND=\"{}\"", one_line(c)));
     }
     if let Some(tty) = info.tty {
         if let Some(t) = info.term {
-            fields.push(format!("TERM=\"{}\"", t.replace('\n', " ")));
+            fields.push(format!("TERM=\"{}\"", one_line(t)));
         }
-        fields.push(format!("TTY=\"{}\"", tty.replace('\n', " ")));
+        fields.push(format!("TTY=\"{}\"", one_line(tty)));
         fields.push(format!(
             "COLUMNS=\"{}\" LINES=\"{}\"",
             info.columns, info.lines
@@ -185,6 +200,41 @@ pub fn footer_at_end(tail: &[u8]) -> Option<Footer> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A TERM (or command) holding terminal controls cannot reach the auditor's terminal through the header, nor
+    /// forge a line: only the header's own newline is left, and the text around the controls stays.
+    #[test]
+    fn header_values_carry_no_control_characters() {
+        let term = "xterm\u{1b}]0;pwned\u{7}\nH 0.000000 FAKE\r\u{9b}31m\tx";
+        let h = header(
+            "2026-11-22 03:58:47+00:00",
+            &HeaderInfo {
+                command: Some(term),
+                term: Some(term),
+                tty: Some("/dev/pts/0"),
+                columns: 80,
+                lines: 24,
+            },
+        );
+        let text = String::from_utf8(h).unwrap();
+        let body = text.strip_suffix('\n').unwrap();
+        assert!(
+            !body.chars().any(|c| c.is_control() && c != '\t'),
+            "{body:?}"
+        );
+        assert!(
+            body.contains("TERM=\"xterm?]0;pwned? H 0.000000 FAKE ?31m\tx\""),
+            "{body:?}"
+        );
+        let mut t =
+            crate::record::timing::TimingWriter::new(crate::config::TimingFormat::Advanced, 0);
+        let mut buf = Vec::new();
+        t.info(&mut buf, "TERM", term);
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "H 0.000000 TERM xterm?]0;pwned? H 0.000000 FAKE ?31m\tx\n"
+        );
+    }
 
     #[test]
     fn header_matches_script() {
