@@ -81,10 +81,10 @@ pub enum Command {
     /// Replay a recording (directory, typescript path or recording id; .gz files are read transparently)
     Play {
         /// Speed factor (2 = twice as fast), 0.001 to 1000000
-        #[arg(long, default_value_t = 1.0)]
+        #[arg(long, default_value_t = 1.0, value_parser = speed_factor)]
         speed: f64,
         /// Longest pause between two chunks, in seconds, after --speed (0 = no pauses)
-        #[arg(long, value_name = "S")]
+        #[arg(long, value_name = "S", value_parser = seconds)]
         max_delay: Option<f64>,
         /// Which stream to play: out (what the user saw) or in (their keystrokes, with record.input)
         #[arg(long, value_enum, default_value_t = Stream::Out)]
@@ -135,4 +135,24 @@ pub enum Stream {
 pub enum HookShell {
     Bash,
     Zsh,
+}
+
+/// `--speed`: a factor from 0.001 to 1000000 (a usage error otherwise, exit 2).
+fn speed_factor(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (1e-3..=1e6).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "expected a number from 0.001 to 1000000, got {s:?}"
+        )),
+    }
+}
+
+/// `--max-delay`: seconds, 0 or more.
+fn seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!(
+            "expected a number of seconds, 0 or more, got {s:?}"
+        )),
+    }
 }

@@ -116,7 +116,11 @@ pub fn parse_delay(f: &[u8]) -> Result<u64, String> {
         return bad("too many seconds");
     }
     if frac.len() != 6 || !frac.iter().all(u8::is_ascii_digit) {
-        return bad("need exactly 6 fractional digits");
+        // Not read leniently: scriptreplay's %ld.%06ld takes "0.1" for 1 µs, so such a file means different
+        // things to different players.
+        return bad(
+            "need exactly 6 fractional digits (scriptreplay would read \"0.1\" as 1 microsecond)",
+        );
     }
     let num = |d: &[u8]| d.iter().fold(0u64, |n, &c| n * 10 + u64::from(c - b'0'));
     Ok(num(secs) * 1_000_000 + num(frac))

@@ -352,9 +352,14 @@ fn speed_and_max_delay_bound_the_replay() {
         &["--speed", "nan", s(&dir)][..],
         &["--max-delay=-1", s(&dir)][..],
     ] {
+        // A command line auditty does not understand: usage, exit 2 (auditty(1), EXIT STATUS).
         let o = play(None, bad);
-        assert_eq!(o.status.code(), Some(1), "{bad:?} {o:?}");
+        assert_eq!(o.status.code(), Some(2), "{bad:?} {o:?}");
         assert!(o.stdout.is_empty());
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("expected a number"),
+            "{bad:?} {o:?}"
+        );
     }
 }
 
