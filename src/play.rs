@@ -398,9 +398,21 @@ pub fn open_maybe_gz(path: &Path) -> Result<Box<dyn BufRead>> {
         ),
     };
     if is_gz(&path) {
+        let mut raw = BufReader::with_capacity(CHUNK, f);
+        // Said plainly here: the decoder would only report "unexpected end of file" or "invalid gzip header"
+        // later, at the first read.
+        let head = raw
+            .fill_buf()
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if !head.starts_with(&[0x1f, 0x8b]) {
+            bail!(
+                "{}: not gzip data (a .gz file must be gzip-compressed)",
+                path.display()
+            );
+        }
         Ok(Box::new(BufReader::with_capacity(
             CHUNK,
-            flate2::bufread::MultiGzDecoder::new(BufReader::with_capacity(CHUNK, f)),
+            flate2::bufread::MultiGzDecoder::new(raw),
         )))
     } else {
         Ok(Box::new(BufReader::with_capacity(CHUNK, f)))
@@ -1392,7 +1404,15 @@ H 0.000000 EXIT_CODE 7\n";
         r.read_to_string(&mut s).unwrap();
         assert_eq!(s, "abc");
         std::fs::write(dir.path().join("bad.gz"), b"not gzip").unwrap();
-        let mut r = open_maybe_gz(&dir.path().join("bad.gz")).unwrap();
+        let e = open_maybe_gz(&dir.path().join("bad.gz")).err().unwrap();
+        assert!(
+            format!("{e:#}")
+                .ends_with("bad.gz: not gzip data (a .gz file must be gzip-compressed)"),
+            "{e:#}"
+        );
+        // gzip's magic, then garbage: the decoder's own error, at the first read.
+        std::fs::write(dir.path().join("cut.gz"), b"\x1f\x8b\x08garbage").unwrap();
+        let mut r = open_maybe_gz(&dir.path().join("cut.gz")).unwrap();
         assert!(r.read_to_end(&mut Vec::new()).is_err());
     }
 
