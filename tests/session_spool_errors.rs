@@ -90,9 +90,106 @@ fn open_policy_goes_on_unrecorded_without_nesting_and_logs_why() {
     );
     assert_eq!(line.pri, "local0.err", "{line:?}");
     assert_nothing_recorded(&env);
-    // The registration is withdrawn once the session has ended.
-    let left: Vec<_> = std::fs::read_dir(&env.run).unwrap().flatten().collect();
-    assert!(left.is_empty(), "{left:?}");
+    // The registration stays after the session, saying why: the trace from which flush tells the auditors.
+    let left: Vec<_> = std::fs::read_dir(&env.run)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    let note = std::fs::read_to_string(&left[0]).unwrap();
+    assert!(
+        note.contains("\nunrecorded=") && note.contains("cannot create recording directory"),
+        "{note}"
+    );
+    notice_for_an_unrecorded_login(
+        &env,
+        &left,
+        "/dev/pts/",
+        "cannot create recording directory",
+    );
+}
+
+/// Once the spool works again and the login's note is a minute old, `auditty flush` queues a NOT RECORDED notice
+/// for it, saying why, and the note has served.
+fn notice_for_an_unrecorded_login(env: &Env, notes: &[PathBuf], pty: &str, why: &str) {
+    std::fs::remove_file(env.spool.join("active")).unwrap();
+    let past = std::time::SystemTime::now() - Duration::from_secs(120);
+    for n in notes {
+        std::fs::File::options()
+            .write(true)
+            .open(n)
+            .unwrap()
+            .set_modified(past)
+            .unwrap();
+    }
+    let f = env.cmd(&["flush"]).output().unwrap();
+    let err = String::from_utf8_lossy(&f.stderr);
+    assert!(f.status.success(), "{f:?}");
+    assert!(
+        err.contains(
+            "was NOT RECORDED: the spool could not take its recording when the login began"
+        ),
+        "{err}"
+    );
+    let q = env.recordings("queue");
+    assert_eq!(q.len(), 1, "{q:?}");
+    let rec = Rec::load(&q[0]);
+    assert_eq!(rec.meta_str("end_reason"), Some("unrecorded"));
+    assert!(
+        rec.meta["pty"].as_str().is_some_and(|p| p.starts_with(pty)),
+        "{}",
+        rec.meta
+    );
+    let errors = rec.meta["write_errors"].to_string();
+    assert!(
+        errors.contains("the spool could not take it when the login began") && errors.contains(why),
+        "{errors}"
+    );
+    assert!(
+        rec.footer
+            .ends_with("[<not recorded: the spool could not take the recording>]"),
+        "{}",
+        rec.footer
+    );
+    assert!(
+        std::fs::read_dir(&env.run).unwrap().next().is_none(),
+        "the note has served"
+    );
+    // Reported once.
+    let f = env.cmd(&["flush"]).output().unwrap();
+    assert!(f.status.success() && f.stderr.is_empty(), "{f:?}");
+    assert_eq!(env.recordings("queue").len(), 1);
+}
+
+/// `session --check` (what profile.d asks) finds the spool broken and, with `open`, lets the login go on without a
+/// recorder: it leaves a note in the guard registry, so that flush tells the auditors of that login too.
+#[test]
+fn an_unrecorded_login_from_the_check_is_reported_by_flush() {
+    if !rsyslog::available() {
+        eprintln!("rsyslogd not installed: skipped");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let rs = Rsyslog::start(tmp.path());
+    let env = broken_spool_env(&rs, "open");
+    let mut t = Term::session(&env, &["--check"]);
+    assert_eq!(t.wait_code(Duration::from_secs(10)), 5);
+    let notes: Vec<PathBuf> = std::fs::read_dir(&env.run)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0]
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("unrecorded."),
+        "{notes:?}"
+    );
+    notice_for_an_unrecorded_login(&env, &notes, "/dev/pts/", "spool.dir");
 }
 
 #[test]

@@ -26,6 +26,12 @@ pub fn run(cli: &Cli, mut privilege: Privilege, all: bool) -> Result<Exit> {
              a notice is queued for the auditors"
         );
     }
+    for id in &r.unrecorded {
+        eprintln!(
+            "auditty flush: {id} was NOT RECORDED: the spool could not take its recording when the login began \
+             (policy.on_error = open); a notice is queued for the auditors"
+        );
+    }
     for id in &r.sent {
         println!("sent {id}");
     }

@@ -165,7 +165,13 @@ pub fn run(
                     .unwrap_or_else(|| "-".into()),
                 if st == State::Active && live {
                     "-".into()
-                } else if m.end_reason == Some(crate::record::meta::EndReason::NeverStarted) {
+                } else if matches!(
+                    m.end_reason,
+                    Some(
+                        crate::record::meta::EndReason::NeverStarted
+                            | crate::record::meta::EndReason::Unrecorded
+                    )
+                ) {
                     "NOT-RECORDED".into()
                 } else {
                     body::outcome_short(&m).replace(' ', "=")

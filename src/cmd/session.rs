@@ -384,6 +384,7 @@ fn record(
             .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
+        unrecorded: String::new(),
     });
     if let Some(reg) = &registration
         && let Err(e) = reg.publish(&cfg.spool.run_dir, &keys)

@@ -110,7 +110,7 @@ pub fn outcome_short(m: &Meta) -> String {
             .unwrap_or_else(|| "signal".into()),
         Some(EndReason::Killed) => "killed".into(),
         Some(EndReason::Incomplete) => "incomplete".into(),
-        Some(EndReason::NeverStarted) => "NOT RECORDED".into(),
+        Some(EndReason::NeverStarted | EndReason::Unrecorded) => "NOT RECORDED".into(),
         None => "unknown".into(),
     }
 }
@@ -157,6 +157,12 @@ fn outcome_long(m: &Meta) -> String {
             "NOT RECORDED: both recorder processes were killed as the login began, before the spool writer had \
              created the recording, so nothing of this session was recorded; auditty flush found the login's entry \
              in the nesting-guard registry and made this notice from it"
+                .into()
+        }
+        Some(EndReason::Unrecorded) => {
+            "NOT RECORDED: when the login began the spool could not take a recording (the reason is below), and \
+             policy.on_error = open let the login go on unrecorded, so nothing of this session was recorded; auditty \
+             flush found the note the login left in the nesting-guard registry and made this notice from it"
                 .into()
         }
         None => "unknown (the recording's metadata is incomplete)".into(),

@@ -27,6 +27,8 @@ use crate::syslog::Logger;
 pub const RECOVERED_MARK: &str = "incomplete: recovered by auditty flush";
 /// The footer mark of the notice `flush` makes for a login whose recording was never created.
 pub const NEVER_STARTED_MARK: &str = "not recorded: the recorder was killed as the login began";
+/// The footer mark of the notice of a login the spool could not take a recording of (`policy.on_error = open`).
+pub const UNRECORDED_MARK: &str = "not recorded: the spool could not take the recording";
 /// How long a guard registration whose relay is gone may wait for its writer to withdraw it, before `flush` takes
 /// the login for one whose recorder died before the recording existed. A writer withdraws them within milliseconds
 /// of its relay's end; only a writer that was killed or stopped leaves them.
@@ -646,6 +648,30 @@ pub fn queue_never_started(
         start,
         crate::config::TimingFormat::Classic,
     );
+    let found_at = typescript::script_time(OffsetDateTime::now_utc(), offset);
+    let (end_reason, why, mark) = if reg.unrecorded.is_empty() {
+        (
+            EndReason::NeverStarted,
+            format!(
+                "no recording was created: the relay (pid {}) and the spool writer were both gone before the writer \
+                 created the recording (killed, or stopped and killed, within the login's first moments); the \
+                 login's guard registration, published {}, was found by auditty flush at {found_at}",
+                reg.relay_pid, base.start
+            ),
+            NEVER_STARTED_MARK,
+        )
+    } else {
+        (
+            EndReason::Unrecorded,
+            format!(
+                "no recording was created: the spool could not take it when the login began ({}), and \
+                 policy.on_error = open let the login go on unrecorded; the note the login left in the guard \
+                 registry, published {}, was found by auditty flush at {found_at}",
+                reg.unrecorded, base.start
+            ),
+            UNRECORDED_MARK,
+        )
+    };
     let mut meta = Meta {
         pty: Some(reg.pty.clone()),
         relay_pid: reg.relay_pid,
@@ -654,23 +680,12 @@ pub fn queue_never_started(
         lines: 0,
         end: Some(base.start.clone()),
         duration_secs: Some(0.0),
-        end_reason: Some(EndReason::NeverStarted),
-        write_errors: vec![format!(
-            "no recording was created: the relay (pid {}) and the spool writer were both gone before the writer \
-             created the recording (killed, or stopped and killed, within the login's first moments); the login's \
-             guard registration, published {}, was found by auditty flush at {}",
-            reg.relay_pid,
-            base.start,
-            typescript::script_time(OffsetDateTime::now_utc(), offset)
-        )],
+        end_reason: Some(end_reason),
+        write_errors: vec![why],
         ..base
     };
     let mut ts = typescript_header(&meta);
-    ts.extend_from_slice(&typescript::footer(
-        &meta.start,
-        None,
-        Some(NEVER_STARTED_MARK),
-    ));
+    ts.extend_from_slice(&typescript::footer(&meta.start, None, Some(mark)));
     layout::create_exclusive(&dir, layout::TYPESCRIPT, 0o640)?
         .write_all(&ts)
         .with_context(|| format!("cannot write {}", dir.join(layout::TYPESCRIPT).display()))?;
@@ -711,6 +726,8 @@ pub struct Report {
     pub recovered: Vec<String>,
     /// Logins whose recorder died before the recording existed; a notice was queued for each.
     pub never_started: Vec<String>,
+    /// Notices queued for logins the spool could not take a recording of (`policy.on_error = open`).
+    pub unrecorded: Vec<String>,
     pub sent: Vec<String>,
     pub deferred: Vec<(String, String)>,
     pub failed: Vec<(String, String)>,
@@ -893,7 +910,7 @@ fn flush_by(
         }
         if found.is_none() {
             match queue_never_started(cfg, spool, &a.registration, a.published) {
-                Ok(meta) => {
+                Ok(meta) if a.registration.unrecorded.is_empty() => {
                     let msg = format!(
                         "the login of {} on {} (relay pid {}) was not recorded: its recorder processes were killed \
                          before the recording was created; a notice is queued for the auditors",
@@ -901,6 +918,15 @@ fn flush_by(
                     );
                     crate::syslog::error(log, id, &msg);
                     report.never_started.push(id.clone());
+                }
+                Ok(meta) => {
+                    let msg = format!(
+                        "the login of {} on {} was not recorded: the spool could not take its recording ({}), and \
+                         policy.on_error = open let it go on; a notice is queued for the auditors",
+                        meta.user, a.registration.pty, a.registration.unrecorded
+                    );
+                    crate::syslog::error(log, id, &msg);
+                    report.unrecorded.push(id.clone());
                 }
                 // Another flush, running at the same time, made it.
                 Err(_) if spool.find(id).is_some() => {}
@@ -1399,6 +1425,7 @@ mod tests {
             uid: 4242,
             pty: pty.into(),
             fifo: String::new(),
+            unrecorded: String::new(),
         };
         let unborn = gone("20261203T100000Z-alice-000000000001", "/dev/pts/4");
         let born = gone("20261203T100100Z-alice-000000000002", "/dev/pts/5");

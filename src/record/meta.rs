@@ -25,6 +25,10 @@ pub enum EndReason {
     /// was recorded. `auditty flush` made this recording from the login's guard registration, to tell the auditors.
     #[serde(rename = "never_started")]
     NeverStarted,
+    /// The spool could not take a recording when the login began (full, missing, not writable) and
+    /// `policy.on_error = "open"` let the login go on unrecorded. `auditty flush` made this recording from the note
+    /// the login left in the guard registry, to tell the auditors.
+    Unrecorded,
 }
 
 impl EndReason {
@@ -36,6 +40,7 @@ impl EndReason {
             EndReason::Killed => "killed",
             EndReason::Incomplete => "incomplete",
             EndReason::NeverStarted => "never_started",
+            EndReason::Unrecorded => "unrecorded",
         }
     }
 }

@@ -78,11 +78,51 @@ impl Verdict {
     }
 }
 
-/// `auditty session --check`: print the verdict and exit with its code.
+/// `auditty session --check`: print the verdict and exit with its code. A login that goes on unrecorded because
+/// recording is impossible (`open`) leaves a note in the guard registry, from which `auditty flush` tells the
+/// auditors (a NOT RECORDED notice), so that such a login is never known to syslog alone.
 pub fn check(cli: &Cli, privilege: &Privilege) -> Exit {
     let v = decide(cli, privilege);
+    if let Verdict::Impossible {
+        policy: Some(OnError::Open),
+        why,
+    } = &v
+    {
+        // Still with the group (the registry is root:auditty 0770). A configuration that does not load names no
+        // registry of its own: the default one.
+        let run_dir = privilege
+            .load_config(cli)
+            .map(|c| c.spool.run_dir)
+            .unwrap_or_else(|_| Config::default().spool.run_dir);
+        leave_unrecorded_note(&run_dir, why);
+    }
     println!("{}", v.describe());
     Exit::from(v.exit_code())
+}
+
+/// The note of a login that goes on unrecorded: a registration under its own name (`unrecorded.<id>`) whose
+/// "relay" is this process, which is gone a moment later; `auditty flush` takes it for what it says a minute on.
+fn leave_unrecorded_note(run_dir: &Path, why: &str) {
+    let who = Who::current();
+    if guard::traces_of(run_dir, &who.user) >= guard::TRACES_PER_USER {
+        return;
+    }
+    let pid = std::process::id();
+    let Some(relay_start) = guard::process_start(pid) else {
+        return;
+    };
+    let reg = guard::Registration {
+        id: layout::new_id(&who.user, time::OffsetDateTime::now_utc()),
+        relay_pid: pid,
+        relay_start,
+        uid: who.uid,
+        pty: nix::unistd::ttyname(std::io::stdin())
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "none".into()),
+        fifo: String::new(),
+        unrecorded: why.to_string(),
+    };
+    let _ = reg.publish(run_dir, &[format!("{}{}", guard::UNRECORDED, reg.id)]);
 }
 
 pub fn decide(cli: &Cli, privilege: &Privilege) -> Verdict {
@@ -400,6 +440,30 @@ mod tests {
         let me = started_unix(std::process::id()).unwrap();
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         assert!(me <= now && me > now - 3600, "{me} vs {now}");
+    }
+
+    /// The notes of unrecorded logins are capped per user (a user looping logins on a spool they filled must not
+    /// fill the registry's tmpfs), and flush reads back what they say.
+    #[test]
+    fn unrecorded_notes_say_why_and_are_capped_per_user() {
+        let d = tempfile::tempdir().unwrap();
+        let user = Who::current().user;
+        leave_unrecorded_note(d.path(), "spool.dir: its file system is full");
+        let notes: Vec<_> = std::fs::read_dir(d.path()).unwrap().flatten().collect();
+        assert_eq!(notes.len(), 1);
+        let text = std::fs::read_to_string(notes[0].path()).unwrap();
+        assert!(
+            text.contains(&format!("-{user}-"))
+                && text.ends_with("\nunrecorded=spool.dir: its file system is full\n"),
+            "{text}"
+        );
+        assert_eq!(guard::traces_of(d.path(), &user), 1);
+        // Ids made in the same second differ in their random part.
+        for _ in 1..guard::TRACES_PER_USER + 5 {
+            leave_unrecorded_note(d.path(), "spool.dir: its file system is full");
+        }
+        assert_eq!(guard::traces_of(d.path(), &user), guard::TRACES_PER_USER);
+        assert_eq!(guard::traces_of(d.path(), "somebody-else"), 0);
     }
 
     #[test]

@@ -22,6 +22,10 @@ pub struct Registration {
     pub pty: String,
     /// The command FIFO the shell hook writes into (empty when the hook is off).
     pub fifo: String,
+    /// Why this login goes on unrecorded (empty: it is recorded). Set when the spool cannot take the recording and
+    /// `policy.on_error = "open"` lets the login go on: the registration then stays after the session, and
+    /// `auditty flush` tells the auditors (`queue::queue_never_started`).
+    pub unrecorded: String,
 }
 
 /// Registry file name for a terminal path: /dev/pts/5 → "pts-5".
@@ -69,10 +73,20 @@ fn real_uid(pid: u32) -> Option<u32> {
 
 impl Registration {
     fn render(&self) -> String {
-        format!(
+        let mut text = format!(
             "id={}\nrelay_pid={}\nrelay_start={}\nuid={}\npty={}\nfifo={}\n",
             self.id, self.relay_pid, self.relay_start, self.uid, self.pty, self.fifo
-        )
+        );
+        if !self.unrecorded.is_empty() {
+            let why: String = self
+                .unrecorded
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .take(1000)
+                .collect();
+            text.push_str(&format!("unrecorded={why}\n"));
+        }
+        text
     }
 
     fn parse(text: &str) -> Option<Registration> {
@@ -88,6 +102,7 @@ impl Registration {
             uid: get("uid")?.parse().ok()?,
             pty: get("pty")?,
             fifo: get("fifo")?,
+            unrecorded: get("unrecorded").unwrap_or_default(),
         })
     }
 
@@ -215,6 +230,31 @@ fn read(p: &PathBuf) -> Option<Registration> {
     (md.uid() == reg.uid || md.uid() == 0).then_some(reg)
 }
 
+/// At most this many registrations of one user may wait for `auditty flush` as the only trace of a login
+/// (`stale.<id>`, `unrecorded.<id>`): a user who can make recording impossible (fill the spool's file system) and then
+/// loops logins must not fill the registry's tmpfs. Ten a minute (flush's interval) tell the auditors enough.
+pub const TRACES_PER_USER: usize = 10;
+
+/// How many registrations of `user`'s logins wait in the registry as traces (`stale.<id>`, `unrecorded.<id>`: the
+/// id holds the user name).
+pub fn traces_of(run_dir: &Path, user: &str) -> usize {
+    let needle = format!("-{user}-");
+    std::fs::read_dir(run_dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    let n = e.file_name();
+                    let n = n.to_string_lossy();
+                    (n.starts_with(SET_ASIDE) || n.starts_with(UNRECORDED)) && n.contains(&needle)
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Name prefix of the note of a login that went on unrecorded without a recorder (`auditty session --check`).
+pub const UNRECORDED: &str = "unrecorded.";
+
 /// Name prefix of a registration set aside by `publish`.
 const SET_ASIDE: &str = "stale.";
 /// Name prefix of a registration `withdraw` has taken away to read it (`remove_if_it_names`).
@@ -333,6 +373,7 @@ mod tests {
             uid: nix::unistd::getuid().as_raw(),
             pty: "/dev/pts/9".into(),
             fifo: "/tmp/x/cmd".into(),
+            unrecorded: String::new(),
         };
         let keys = vec![tty_key("/dev/pts/9"), session_key(7)];
         r.publish(d.path(), &keys).unwrap();
@@ -407,6 +448,7 @@ mod tests {
             uid,
             pty: "/dev/pts/9".into(),
             fifo: String::new(),
+            unrecorded: String::new(),
         };
         let own = of(std::process::id(), me);
         assert!(own.is_live());
@@ -470,6 +512,7 @@ mod tests {
             uid: nix::unistd::getuid().as_raw(),
             pty: "/dev/pts/9".into(),
             fifo: String::new(),
+            unrecorded: String::new(),
         };
         // A login whose relay is gone (this pid with another start time is another process) under both keys.
         let dead = Registration {
@@ -529,6 +572,7 @@ mod tests {
             uid: nix::unistd::getuid().as_raw(),
             pty: "/dev/pts/9".into(),
             fifo: String::new(),
+            unrecorded: String::new(),
         };
         let keys = vec![tty_key("/dev/pts/9"), session_key(7)];
         let ended = reg("20261203T100000Z-alice-000000000001", start + 1);

@@ -20,7 +20,7 @@ use crate::record::meta::{EndReason, FileSum, Meta};
 use crate::record::timing::TimingWriter;
 use crate::record::typescript;
 use crate::spool::frames::{self, Kind};
-use crate::spool::guard::Registration;
+use crate::spool::guard::{self, Registration};
 use crate::spool::layout::{self, Spool};
 use crate::syslog::Logger;
 
@@ -372,6 +372,9 @@ fn go_on_unrecorded(mut plan: WriterPlan, why: &str, data: OwnedFd) {
     log.flush_now();
     let run_dir = plan.cfg.spool.run_dir.clone();
     if let Some((reg, keys)) = &mut plan.registration {
+        // The registration now says why, and stays after the session: `auditty flush` finds it once the relay is
+        // gone and tells the auditors that this login was not recorded (a notice recording, mailed).
+        reg.unrecorded = why.to_string();
         reg.republish_without_fifo(&run_dir, keys);
     }
     // The shell's hook may have found the FIFO before it left the registration (the recording is created once the
@@ -399,7 +402,11 @@ fn go_on_unrecorded(mut plan: WriterPlan, why: &str, data: OwnedFd) {
             }
         }
     }
-    if let Some((reg, keys)) = &plan.registration {
+    // The registration stays as the login's trace for flush, unless this user already has many waiting (a loop of
+    // logins on a spool they filled): then it goes, as for a recorded session; syslog has the failure either way.
+    if let Some((reg, keys)) = &plan.registration
+        && guard::traces_of(&run_dir, &plan.meta.user) >= guard::TRACES_PER_USER
+    {
         reg.withdraw(&run_dir, keys);
     }
 }
