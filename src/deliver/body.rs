@@ -677,6 +677,25 @@ mod tests {
         assert!(!kept.contains("half second"), "{kept}");
     }
 
+    /// The two notices of a login that was not recorded say which of the two things happened.
+    #[test]
+    fn a_not_recorded_notice_says_why() {
+        let mut m = meta();
+        m.end_reason = Some(EndReason::NeverStarted);
+        assert_eq!(outcome_short(&m), "NOT RECORDED");
+        assert!(
+            outcome_long(&m).contains("both recorder processes were killed as the login began")
+        );
+        m.end_reason = Some(EndReason::Unrecorded);
+        assert_eq!(outcome_short(&m), "NOT RECORDED");
+        let long = outcome_long(&m);
+        assert!(
+            long.contains("the spool could not take a recording")
+                && long.contains("policy.on_error = open let the login go on unrecorded"),
+            "{long}"
+        );
+    }
+
     #[test]
     fn durations() {
         assert_eq!(duration(0.2), "0s");
