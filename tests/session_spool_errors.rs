@@ -598,3 +598,23 @@ fn a_login_refused_on_a_full_spool_leaves_nothing_for_flush_to_report() {
         .collect();
     assert!(active.is_empty(), "{active:?}");
 }
+
+/// A file system without a size limit reports no blocks at all (a tmpfs mounted with size=0): that is not a full
+/// one, and the spool check says "record".
+#[test]
+fn check_on_an_unlimited_tmpfs_says_record() {
+    let env = Env::new("[mail]\ntransport = \"none\"\n");
+    let disk = SmallDisk::mount(&env.spool, "0");
+    let mut t = Term::spawn(
+        disk.enter(&session_command(&env, &[], &["--check"])),
+        24,
+        80,
+    );
+    assert_eq!(
+        t.wait_code(Duration::from_secs(10)),
+        0,
+        "{}",
+        String::from_utf8_lossy(&t.out)
+    );
+    assert!(String::from_utf8_lossy(&t.out).contains("record"));
+}

@@ -326,11 +326,11 @@ pub fn spool_usable(dir: &Path) -> Result<(), String> {
     )
     .map_err(|e| cannot(e.desc()))?;
     let fs = nix::sys::statvfs::statvfs(&active).map_err(|e| cannot(e.desc()))?;
-    // A file system that has no inode limit reports none at all.
+    // A file system without a limit reports no inodes or blocks at all (a tmpfs mounted with size=0 or nr_inodes=0).
     if fs.files() > 0 && fs.files_available() == 0 {
         return Err(cannot("its file system has no free inode"));
     }
-    if fs.blocks_available() == 0 {
+    if fs.blocks() > 0 && fs.blocks_available() == 0 {
         return Err(cannot("its file system is full"));
     }
     Ok(())
