@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::cli::Stream;
-use crate::spool::layout::{self, Spool, State};
+use crate::spool::layout::{self, Spool};
 
 /// Longest timing line accepted (scriptreplay reads H/S values into an 8 KiB buffer; ours are far shorter).
 const MAX_LINE: usize = 64 << 10;
@@ -529,36 +529,7 @@ pub fn locate(arg: &str, spool: impl FnOnce() -> Result<Spool>) -> Result<Locate
         bail!("{arg}: no such file, directory or recording id");
     }
     let spool = spool()?;
-    if let Some((_, dir)) = spool.find(arg) {
-        return in_dir(&dir, None);
-    }
-    let mut found = Vec::new();
-    for st in State::ALL {
-        for id in spool.list(st)? {
-            if id.starts_with(arg) {
-                found.push(spool.recording_dir(st, &id));
-            }
-        }
-    }
-    match found.len() {
-        1 => in_dir(&found[0], None),
-        0 => bail!(
-            "no recording {arg} in {} (active, queue, sent, failed)",
-            spool.root.display()
-        ),
-        n => {
-            let names: Vec<String> = found
-                .iter()
-                .take(5)
-                .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
-                .collect();
-            bail!(
-                "{arg} matches {n} recordings ({}{}); give more of the id",
-                names.join(", "),
-                if n > 5 { ", …" } else { "" }
-            )
-        }
-    }
+    in_dir(&spool.resolve(arg)?, None)
 }
 
 // ------------------------------------------------------------------------------------------------------------
@@ -978,6 +949,7 @@ impl Pacer for ClockPacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spool::layout::State;
 
     fn entries(text: &[u8]) -> Result<Vec<Entry>, TimingError> {
         let mut r = TimingReader::new(text);

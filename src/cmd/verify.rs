@@ -17,20 +17,20 @@ pub fn run(cli: &Cli, mut privilege: Privilege, rec: &str) -> Result<Exit> {
     privilege.drop_unless_trusted()?;
     let cfg = privilege.load_config(cli)?;
     let spool = Spool::new(&cfg.spool.dir);
-    let dir: PathBuf = if layout::valid_id(rec) && !rec.contains('/') {
-        match spool.find(rec) {
-            Some((_, d)) => d,
-            None if PathBuf::from(rec).is_dir() => PathBuf::from(rec),
-            None => {
-                // Distinguish "no such recording" from "not allowed to look".
-                spool
-                    .list(layout::State::Queue)
-                    .map_err(super::list::access_hint)?;
-                bail!("no recording {rec} in {}", spool.root.display());
-            }
+    let path = PathBuf::from(rec);
+    let dir: PathBuf = if path.is_dir() {
+        path
+    } else if path.is_file() {
+        // One of the recording's files (its typescript, as `play` takes it): the recording is its directory.
+        match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
         }
+    } else if layout::valid_id(rec) && !rec.contains('/') {
+        // An id or a unique prefix of one, as for `play`; "not allowed to look" is told apart from "no such".
+        spool.resolve(rec).map_err(super::list::access_hint)?
     } else {
-        PathBuf::from(rec)
+        bail!("{rec}: no such recording directory, file or recording id");
     };
     let meta = Meta::read(&dir.join(layout::META)).map_err(super::list::access_hint)?;
     if meta.files.is_empty() {

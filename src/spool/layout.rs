@@ -102,6 +102,40 @@ impl Spool {
         }
     }
 
+    /// The directory of the recording `arg` names: its id, or a prefix of exactly one id, in any state.
+    pub fn resolve(&self, arg: &str) -> Result<PathBuf> {
+        if let Some((_, dir)) = self.find(arg) {
+            return Ok(dir);
+        }
+        let mut found = Vec::new();
+        for st in State::ALL {
+            for id in self.list(st)? {
+                if id.starts_with(arg) {
+                    found.push(self.recording_dir(st, &id));
+                }
+            }
+        }
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => bail!(
+                "no recording {arg} in {} (active, queue, sent, failed)",
+                self.root.display()
+            ),
+            n => {
+                let names: Vec<String> = found
+                    .iter()
+                    .take(5)
+                    .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .collect();
+                bail!(
+                    "{arg} matches {n} recordings ({}{}); give more of the id",
+                    names.join(", "),
+                    if n > 5 { ", …" } else { "" }
+                )
+            }
+        }
+    }
+
     /// Make sure the state directories exist (mode 0770; the spool root itself is made by install.sh).
     pub fn ensure(&self) -> Result<()> {
         self.must_exist()?;
