@@ -376,14 +376,17 @@ impl Config {
             }
         }
         let tg = self.syslog.target.as_str();
+        let has_rest = |prefix: &str| tg.strip_prefix(prefix).is_some_and(|r| !r.is_empty());
         if !(tg == "none"
-            || tg.starts_with("unix:")
-            || tg.starts_with("udp://")
-            || tg.starts_with("tcp://"))
+            || tg.strip_prefix("unix:").is_some_and(|p| p.starts_with('/'))
+            || has_rest("udp://")
+            || has_rest("tcp://"))
         {
             return bad(
                 "syslog.target",
-                format!("expected unix:PATH, udp://host:port, tcp://host:port or none, got {tg:?}"),
+                format!(
+                    "expected unix:/ABSOLUTE/PATH, udp://host:port, tcp://host:port or none, got {tg:?}"
+                ),
             );
         }
         if facility_code(&self.syslog.facility).is_none() {
@@ -777,6 +780,31 @@ mod tests {
             .unwrap_err()
             .0;
         assert!(e.contains("mail.transport"), "{e}");
+    }
+
+    /// A syslog target must name where: an absolute socket path or a host.
+    #[test]
+    fn a_syslog_target_without_a_place_is_an_error() {
+        for bad in ["unix:", "unix:dev/log", "udp://", "tcp://", "syslog"] {
+            let e = Config::parse(&format!("[syslog]\ntarget = {bad:?}\n"), "x", &[])
+                .unwrap_err()
+                .0;
+            assert!(
+                e.contains("syslog.target") && e.contains("unix:/ABSOLUTE/PATH"),
+                "{bad}: {e}"
+            );
+        }
+        for good in [
+            "unix:/dev/log",
+            "udp://127.0.0.1:514",
+            "tcp://loghost:601",
+            "none",
+        ] {
+            assert!(
+                Config::parse(&format!("[syslog]\ntarget = {good:?}\n"), "x", &[]).is_ok(),
+                "{good}"
+            );
+        }
     }
 
     #[test]
