@@ -523,6 +523,15 @@ pub fn locate(arg: &str, spool: impl FnOnce() -> Result<Spool>) -> Result<Locate
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
         };
+        // The recording's timing file (an auditor who saved the mail's attachments may name either): the
+        // typescript beside it is what plays; it is never read as a typescript itself.
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+        if name
+            .as_deref()
+            .is_some_and(|n| n.strip_suffix(".gz").unwrap_or(n) == layout::TIMING)
+        {
+            return in_dir(dir, None);
+        }
         return in_dir(dir, Some(p.to_path_buf()));
     }
     if arg.contains('/') || !layout::valid_id(arg) {
@@ -1426,6 +1435,11 @@ H 0.000000 EXIT_CODE 7\n";
         assert_eq!(
             locate(d.join("typescript.gz").to_str().unwrap(), sp).unwrap(),
             want
+        );
+        assert_eq!(
+            locate(d.join("timing.gz").to_str().unwrap(), sp).unwrap(),
+            want,
+            "the timing names its recording, it is not read as the typescript"
         );
         let other = spool.create_active("20260101T000000Z-bob-1").unwrap();
         std::fs::write(other.join("timing"), b"").unwrap();
