@@ -534,6 +534,9 @@ pub fn locate(arg: &str, spool: impl FnOnce() -> Result<Spool>) -> Result<Locate
         }
         return in_dir(dir, Some(p.to_path_buf()));
     }
+    if p.symlink_metadata().is_ok() {
+        bail!("{arg}: not a recording: neither a directory nor a regular file");
+    }
     if arg.contains('/') || !layout::valid_id(arg) {
         bail!("{arg}: no such file, directory or recording id");
     }
@@ -1449,6 +1452,11 @@ H 0.000000 EXIT_CODE 7\n";
         assert!(e.contains("no recording"), "{e}");
         let e = locate("../x", sp).unwrap_err().to_string();
         assert!(e.contains("no such file"), "{e}");
+        let e = locate("/dev/null", sp).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "/dev/null: not a recording: neither a directory nor a regular file"
+        );
         let e = locate(t.path().to_str().unwrap(), sp)
             .unwrap_err()
             .to_string();
