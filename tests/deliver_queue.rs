@@ -1413,3 +1413,47 @@ fn list_and_flush_name_a_spool_that_is_missing_or_not_a_directory() {
         }
     }
 }
+
+/// A mail.max_size too small for any of the session to fit beside the mail's text: flush still mails each
+/// recording (saying the attachments are left out, the recording kept in the spool) and goes on to the next one.
+/// Planning the excerpt aborted the whole run, for every queued recording, at every run of the timer.
+#[test]
+fn a_max_size_smaller_than_the_mail_text_still_delivers_every_recording() {
+    let mta = Mta::start();
+    let env = env_with("", "transport = \"none\"\n");
+    let first = queued_without_transport(&env, "echo tiny-first-session", "tiny-first-session");
+    let mut t = session(&env, "echo tiny-second-session");
+    t.expect("tiny-second-session", T);
+    t.wait(T);
+    let q = env.wait_for("queue", 2, T);
+    for d in &q {
+        wait_writer_gone(&meta(d));
+    }
+    set_config(
+        &env,
+        "",
+        &format!("{}max_size = \"256K\"\n", smtp_mail(&mta.url())),
+    );
+    let f = run(&env, &["flush"]);
+    assert!(f.status.success(), "{}", text(&f));
+    let msgs = mta.wait_for(2, T);
+    assert_eq!(msgs.len(), 2);
+    assert_eq!(env.recordings("sent").len(), 2);
+    for m in &msgs {
+        assert!(
+            m.body.contains(
+                "ATTACHMENTS LEFT OUT: even a short excerpt of the session exceeds mail.max_size"
+            ),
+            "{}",
+            m.body
+        );
+    }
+    assert!(ids(&msgs).contains(&name(&first)));
+    // Kept whole in the spool, as the mail says.
+    for d in env.recordings("sent") {
+        assert!(
+            d.join("typescript.gz").exists() && d.join("timing.gz").exists(),
+            "{d:?}"
+        );
+    }
+}

@@ -268,10 +268,12 @@ fn keys(r: &mut Report, cfg: &Config) {
         },
         (None, None) => {}
     }
-    if m.max_size < 64 << 10 {
+    if m.max_size < crate::deliver::mail::BODY_RESERVE + (64 << 10) {
         r.warn(format!(
-            "mail.max_size = {}: below 64K, mails will hold very little of a session",
-            m.max_size
+            "mail.max_size = {}: the mail's text and headers take up to {} bytes, so mails will hold little or \
+             nothing of a session (each is kept whole in the spool)",
+            m.max_size,
+            crate::deliver::mail::BODY_RESERVE
         ));
     }
     if cfg.spool.max_size != 0 && cfg.spool.max_size < 16 << 20 {

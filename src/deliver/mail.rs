@@ -221,7 +221,7 @@ fn encoded(n: u64) -> u64 {
 }
 
 /// Room for headers and the body in the size budget.
-const BODY_RESERVE: u64 = 320 << 10;
+pub const BODY_RESERVE: u64 = 320 << 10;
 
 /// The attachments of a recording, whole when they fit `mail.max_size`, otherwise head+tail excerpts.
 pub fn attachments(

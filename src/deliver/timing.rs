@@ -196,8 +196,14 @@ impl Timing {
         if t <= h {
             return None;
         }
-        let head_end = if h == 0 { 0 } else { data[h - 1].0 + 1 };
-        let tail_start = data[t].0;
+        // With no data in the head, the entries before the first data entry (the H lines at the top) stay in it.
+        let head_end = if h == 0 { data[0].0 } else { data[h - 1].0 + 1 };
+        // Not even the last data entry fits the tail (a tiny budget, or one huge entry at the end, as the repair of
+        // an orphan appends): the tail keeps no data, only the entries after the last one (H DURATION, EXIT_CODE).
+        let tail_start = match data.get(t) {
+            Some(d) => d.0,
+            None => data[data.len() - 1].0 + 1,
+        };
         let mut head_bytes = [0u64; 2];
         let mut omitted = [0u64; 2];
         for (k, (_, s, len)) in data.iter().enumerate() {
@@ -370,5 +376,26 @@ S 0.000080 SIGWINCH ROWS=24 COLS=80\nH 0.000000 EXIT_CODE 0\n"
             "H 0.000000 START_TIME x\nO 0.000000 100\nO 0.000001 100\nO 0.000000 42\nO 0.000007 100\nO 0.000008 100\nO 0.000009 100\nH 0.000000 DURATION 1.0\n"
         );
         assert!(t.plan_cut(600, 600).is_none(), "everything fits");
+    }
+
+    /// A tail budget smaller than the last data entry (a tiny mail.max_size, or one huge entry at the end): an
+    /// excerpt with an empty tail, not an index past the end (which aborted flush for every queued recording).
+    #[test]
+    fn a_tail_that_holds_no_entry_is_empty() {
+        let src = "H 0.000000 START_TIME x\nO 0.000001 100\nO 0.000002 100\nO 0.000003 4104818\nH 0.000000 DURATION 1.0\n";
+        let t = Timing::parse(src.as_bytes());
+        let cut = t.plan_cut(250, 300).unwrap();
+        assert_eq!(cut.head_bytes, [200, 0]);
+        assert_eq!(cut.omitted, [4104818, 0]);
+        assert_eq!(
+            String::from_utf8(t.excerpt(&cut, 42).render()).unwrap(),
+            "H 0.000000 START_TIME x\nO 0.000001 100\nO 0.000002 100\nO 0.000000 42\nH 0.000000 DURATION 1.0\n"
+        );
+        let cut = t.plan_cut(0, 0).unwrap();
+        assert_eq!((cut.head_bytes, cut.omitted), ([0, 0], [4105018, 0]));
+        assert_eq!(
+            String::from_utf8(t.excerpt(&cut, 42).render()).unwrap(),
+            "H 0.000000 START_TIME x\nO 0.000000 42\nH 0.000000 DURATION 1.0\n"
+        );
     }
 }
