@@ -815,6 +815,14 @@ pub fn run_sendmail(
             path.display()
         )));
     }
+    // The message goes through a pipe of ours: a second read end kept here (which reads nothing) tells, once the
+    // program has exited, whether it left part of the message unread.
+    let (input_r, input_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| {
+        SendError::transient(format!("cannot make a pipe for {}: {e}", path.display()))
+    })?;
+    let unread_probe = input_r.try_clone().map_err(|e| {
+        SendError::transient(format!("cannot make a pipe for {}: {e}", path.display()))
+    })?;
     let mut child = Command::new(path)
         .arg("-i")
         .arg("-f")
@@ -826,18 +834,22 @@ pub fn run_sendmail(
         .env("HOME", "/")
         .env("LC_ALL", "C")
         .current_dir("/")
-        .stdin(Stdio::piped())
+        .stdin(Stdio::from(input_r))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
         .map_err(|e| SendError::down(format!("cannot run {}: {e}", path.display())))?;
     let pid = Pid::from_raw(child.id() as i32);
-    let mut stdin = child.stdin.take().expect("piped stdin");
     let mut stderr = child.stderr.take().expect("piped stderr");
+    let data_len = data.len();
     let data = data.to_vec();
+    let (itx, irx) = mpsc::channel();
     std::thread::spawn(move || {
-        let _ = stdin.write_all(&data);
+        let mut input = std::fs::File::from(input_w);
+        let written = input.write_all(&data);
+        drop(input);
+        let _ = itx.send(written);
     });
     let (etx, erx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -878,7 +890,35 @@ pub fn run_sendmail(
         )));
     }
     match status.code() {
-        Some(0) => Ok(()),
+        Some(0) => {
+            // Exit 0 counts only for a message read whole: a wrong program, or one that stops at a lone "." line,
+            // would otherwise have the recording moved to sent/ with no mail sent.
+            // Everything written (the write end closed), and nothing of it left in the pipe.
+            let unread = match irx.recv_timeout(Duration::from_secs(1)) {
+                Ok(Ok(())) => crate::sys::pipe_pending(std::os::fd::AsFd::as_fd(&unread_probe))
+                    .unwrap_or(usize::MAX),
+                Ok(Err(_)) | Err(_) => usize::MAX,
+            };
+            // A write still blocked on the full pipe (nobody reads it any more) now fails and ends.
+            drop(unread_probe);
+            if unread == 0 {
+                return Ok(());
+            }
+            Err(SendError::transient(format!(
+                "{} exited with status 0 without reading the whole message ({}): not counted as sent{}",
+                path.display(),
+                if unread == usize::MAX {
+                    "it stopped reading before the end".to_string()
+                } else {
+                    format!("{unread} of {} bytes left unread", data_len)
+                },
+                if err_text.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {err_text}")
+                }
+            )))
+        }
         Some(c) => Err(SendError {
             permanent: sendmail_permanent(c),
             transport_down: false,
@@ -1302,6 +1342,27 @@ mod tests {
         );
         let env = std::fs::read_to_string(d.path().join("out.env")).unwrap();
         assert!(env.contains("HOME=/\n") && !env.contains("CARGO"), "{env}");
+        // Exit 0 without reading the message (a wrong program, or one that stops early): not sent, whether the
+        // message fits in the pipe or not.
+        std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+        for len in [5usize, 4 << 20] {
+            let e = run_sendmail(
+                &script,
+                "a@b",
+                &["c@d".into()],
+                &vec![b'x'; len],
+                Duration::from_secs(5),
+            )
+            .unwrap_err();
+            assert!(!e.permanent, "{}", e.message);
+            assert!(
+                e.message
+                    .contains("exited with status 0 without reading the whole message")
+                    && e.message.contains("not counted as sent"),
+                "{len}: {}",
+                e.message
+            );
+        }
         std::fs::write(
             &script,
             "#!/bin/sh\ncat >/dev/null\necho 'no such user' >&2\nexit 67\n",
