@@ -438,3 +438,39 @@ fn register_this_process(env: &Env, tty: &str, fifo: &std::path::Path) {
     )
     .unwrap();
 }
+
+/// A shell that runs with `set -eu` when the profile evaluates the hook (an earlier profile script, an exported
+/// SHELLOPTS, `bash -u -l`): the hook installs, the shell survives, and every command is logged. With no
+/// PROMPT_COMMAND set, `${#PROMPT_COMMAND[@]}` was an unbound-variable error: the hook stopped half-installed, and
+/// under `set -e` the login shell exited at once.
+#[test]
+fn the_hook_installs_and_logs_in_a_set_eu_shell() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo_dir = tmp.path().join("fifos");
+    std::fs::create_dir_all(&fifo_dir).unwrap();
+    let env = Env::new(&format!("[hook]\nfifo_dir = {fifo_dir:?}\n"));
+    let home = tmp.path().join("home");
+    let mut sh = Recorded::start(&env, &home, "PS1='PROMPT> '\nset -eu\n");
+    sh.install_hook(&env, "bash");
+    sh.run("echo first-under-nounset");
+    sh.run("true && echo second");
+    sh.run("echo \"${PROMPT_COMMAND[0]}\" $- | grep -c u");
+    sh.exit();
+    let m = meta(&env, "queue");
+    let dir = env.spool.join("queue").join(m["id"].as_str().unwrap());
+    let log = std::fs::read_to_string(dir.join("commands.log")).unwrap();
+    let cmds: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_once(" cmd=").map(|(_, c)| c))
+        .collect();
+    assert_eq!(
+        cmds,
+        [
+            "\"echo first-under-nounset\"",
+            "\"true && echo second\"",
+            "\"echo \\\"${PROMPT_COMMAND[0]}\\\" $- | grep -c u\""
+        ],
+        "{log}"
+    );
+    assert_eq!(m["commands"], 3, "{m}");
+}

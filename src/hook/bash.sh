@@ -43,7 +43,8 @@ __auditty_install() {
         # last is ours: a plain `PROMPT_COMMAND=...` by the user replaces [0] only, and __auditty_post repairs
         # that.
         __auditty_form=array
-        ((${#PROMPT_COMMAND[@]} > 0)) || PROMPT_COMMAND=("")
+        # ${…[@]+set}: no element set (PROMPT_COMMAND unset), without tripping `set -u`.
+        [[ ${PROMPT_COMMAND[@]+set} ]] || PROMPT_COMMAND=("")
         PROMPT_COMMAND=("$__auditty_mode" "${PROMPT_COMMAND[@]}" __auditty_post)
     else
         __auditty_form=string
