@@ -180,6 +180,15 @@ pub struct Command {
 
 /// Parse one line of commands.log: JSON object, or logfmt (`[time] key=value …` with quoted or bare values; a bare
 /// `cmd=` runs to the end of the line). `None` when no command text is found.
+/// A command's time: Unix seconds, or RFC 3339 as the writer's commands.log has it (`2026-12-04T22:04:11.910319Z`).
+fn parse_time(s: &str) -> Option<f64> {
+    s.parse::<f64>().ok().filter(|t| t.is_finite()).or_else(|| {
+        OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .ok()
+            .map(|t| t.unix_timestamp_nanos() as f64 / 1e9)
+    })
+}
+
 pub fn parse_command_line(line: &str) -> Option<Command> {
     if line.trim_start().starts_with('{') {
         let v: serde_json::Value = serde_json::from_str(line).ok()?;
@@ -192,7 +201,7 @@ pub fn parse_command_line(line: &str) -> Option<Command> {
             })
         };
         return Some(Command {
-            time: get(&["time", "ts", "t", "unix_time", "end"]).and_then(|s| s.parse().ok()),
+            time: get(&["time", "ts", "t", "unix_time", "end"]).and_then(|s| parse_time(&s)),
             status: get(&["status", "exit", "rc", "exit_status", "code"]),
             cwd: get(&["cwd", "pwd", "dir"]),
             cmd: get(&["cmd", "command", "line"])?,
@@ -212,7 +221,7 @@ pub fn parse_command_line(line: &str) -> Option<Command> {
             None => {
                 // A bare token: the leading timestamp, or noise.
                 if first {
-                    c.time = rest[..tok_end].parse().ok();
+                    c.time = parse_time(&rest[..tok_end]);
                 }
                 rest = rest[tok_end..].trim_start();
             }
@@ -249,7 +258,7 @@ pub fn parse_command_line(line: &str) -> Option<Command> {
                     (after[..e].to_string(), &after[e..])
                 };
                 match k {
-                    "time" | "ts" | "t" => c.time = value.parse().ok(),
+                    "time" | "ts" | "t" => c.time = parse_time(&value),
                     "status" | "exit" | "rc" | "exit_status" => c.status = Some(value),
                     "cwd" | "pwd" | "dir" => c.cwd = Some(value),
                     "cmd" | "command" => {
@@ -722,6 +731,17 @@ mod tests {
             .unwrap();
         assert_eq!(c.status.as_deref(), Some("130"));
         assert_eq!(c.cmd, "sleep 9");
+        // What the writer's commands.log holds (`hook::fifo::log_line`): the time in RFC 3339.
+        let writer_line =
+            "time=2026-11-22T08:00:00.500000Z seq=3 status=1 pid=9 cwd=\"/tmp/a b\" cmd=\"ls\"";
+        let c = parse_command_line(writer_line).unwrap();
+        assert_eq!(c.time, Some(1_795_334_400.5));
+        assert_eq!((c.status.as_deref(), c.cmd.as_str()), (Some("1"), "ls"));
+        let (lines, _) = command_lines(writer_line.as_bytes(), UtcOffset::UTC);
+        assert!(
+            lines[0].starts_with("  08:00:00  [1]  /tmp/a b  $ ls"),
+            "{lines:?}"
+        );
         assert!(parse_command_line("garbage without command").is_none());
         let (lines, more) = command_lines(
             b"1795320012 status=0 cwd=/tmp cmd=rm -rf x\r\nBcc: evil\n\x1b]0;title\x07junk\n",
