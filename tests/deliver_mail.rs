@@ -360,6 +360,26 @@ fn oversized_session_is_mailed_head_and_tail_and_kept_whole() {
         "{}",
         m.body
     );
+    // Both parts are counted: "the first N and the last M bytes".
+    let count = |after: &str| -> u64 {
+        let at = m
+            .body
+            .find(after)
+            .unwrap_or_else(|| panic!("{after:?} in {}", m.body))
+            + after.len();
+        m.body[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == ',')
+            .filter(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap_or(0)
+    };
+    assert!(
+        count("they hold the first ") > 0 && count(" and the last ") > 0,
+        "{}",
+        m.body
+    );
     // The excerpt is itself a valid recording: replays byte-exactly, head and tail present, the cut is marked.
     let ts = assert_replays(m);
     let tx = String::from_utf8_lossy(&ts);

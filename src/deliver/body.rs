@@ -491,11 +491,16 @@ pub fn render(b: &BodyInput<'_>) -> String {
             ));
         } else {
             problems.push(format!(
-                "ATTACHMENTS TRUNCATED to fit mail.max_size ({} bytes): they hold the first {} and the last \
+                "ATTACHMENTS TRUNCATED to fit mail.max_size ({} bytes): they hold the first {} and the last {} \
                  bytes of the session; {} of {} bytes in the middle are left out, at the marked point. \
                  The full recording is kept in the spool (see below).",
                 thousands(t.max_size),
                 thousands(t.kept_head),
+                thousands(
+                    t.total
+                        .saturating_sub(t.kept_head)
+                        .saturating_sub(t.omitted)
+                ),
                 thousands(t.omitted),
                 thousands(t.total)
             ));
