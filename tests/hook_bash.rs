@@ -126,6 +126,13 @@ fn bash_commands_reach_syslog_exactly() {
         }
     }
     assert_eq!(commands(&lines), want);
+    // The session begins before its commands, and ends after them.
+    let pos = |prefix: &str| lines.iter().position(|l| l.msg.starts_with(prefix));
+    assert!(
+        pos("event=session-start ") < pos("event=command ")
+            && pos("event=command ") < pos("event=session-end "),
+        "{lines:#?}"
+    );
     for l in lines.iter().filter(|l| l.msg.starts_with("event=")) {
         assert_eq!(l.pri, "local0.info", "{l:?}");
         assert_eq!(l.app, "auditty", "{l:?}");

@@ -489,10 +489,9 @@ pub fn run(mut plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
         };
         let (data_ready, fifo_ready) =
             poll_pipe_and_fifo(&data, fifo.as_ref(), timeout).unwrap_or((false, false));
-        if fifo_ready && let Some((r, _)) = &fifo {
-            w.read_commands(r, &mut parser);
-        }
         last_drain = 0;
+        // The relay's frames first: its Started frame, which logs session-start, is in the pipe before the shell
+        // can have run a command, and syslog must see the session begin before its commands.
         if data_ready {
             match drain(&mut data, &mut incoming, &mut w) {
                 Drained::Bytes(n) => last_drain = n,
@@ -505,6 +504,9 @@ pub fn run(mut plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
                     break;
                 }
             }
+        }
+        if fifo_ready && let Some((r, _)) = &fifo {
+            w.read_commands(r, &mut parser);
         }
         if last_drain > 0 {
             active_since_data = Some(Instant::now());
