@@ -72,7 +72,7 @@ fn delivery(state: State, m: &Meta, live: bool) -> String {
     let err = m
         .last_error
         .as_deref()
-        .map(|e| format!(" last_error=\"{}\"", body::escape(e.as_bytes(), 160)))
+        .map(|e| format!(" last_error=\"{}\"", body::escape_again(e.as_bytes(), 160)))
         .unwrap_or_default();
     match state {
         State::Active if live => format!("recording (writer pid {})", m.writer_pid),

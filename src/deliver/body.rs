@@ -17,6 +17,16 @@ const MAX_ONE_COMMAND: usize = 2000;
 /// Make untrusted bytes safe to show: printable text stays, `\` becomes `\\`, control characters (C0, DEL, C1,
 /// including CR and LF) and invalid UTF-8 become `\xNN`/`\u{NNNN}` escapes. At most `max` characters are kept.
 pub fn escape(bytes: &[u8], max: usize) -> String {
+    escape_with(bytes, max, true)
+}
+
+/// `escape` for text that was escaped already where it was made (an error message: meta.json's `last_error`):
+/// controls still become escapes, but a backslash stays one, so `\x1b` is not shown as `\\x1b`.
+pub fn escape_again(bytes: &[u8], max: usize) -> String {
+    escape_with(bytes, max, false)
+}
+
+fn escape_with(bytes: &[u8], max: usize, backslash: bool) -> String {
     let mut out = String::new();
     let mut count = 0;
     for chunk in bytes.utf8_chunks() {
@@ -27,7 +37,7 @@ pub fn escape(bytes: &[u8], max: usize) -> String {
             }
             count += 1;
             match c {
-                '\\' => out.push_str("\\\\"),
+                '\\' if backslash => out.push_str("\\\\"),
                 '\t' => out.push_str("\\t"),
                 c if (c as u32) < 0x20 || c as u32 == 0x7f => {
                     let _ = write!(out, "\\x{:02x}", c as u32);
@@ -647,6 +657,14 @@ mod tests {
             bytes_out: 1234567,
             ..Meta::default()
         }
+    }
+
+    #[test]
+    fn escaping_again_keeps_backslashes_and_still_neutralises_controls() {
+        let once = escape(b"fatal: \x1b[31mbad\r\n", 100);
+        assert_eq!(once, "fatal: \\x1b[31mbad\\x0d\\x0a");
+        assert_eq!(escape_again(once.as_bytes(), 100), once);
+        assert_eq!(escape_again(b"a\x1bb\\c", 100), "a\\x1bb\\c");
     }
 
     #[test]
