@@ -103,3 +103,40 @@ fn zsh_commands_reach_syslog_exactly() {
     );
     assert!(lines.last().unwrap().msg.contains(" commands=6 dropped=0"));
 }
+
+/// zsh with `setopt NO_UNSET ERR_EXIT` (`set -eu`) when the hook is evaluated: it installs, the shell survives, and
+/// every command is logged.
+#[test]
+fn the_zsh_hook_installs_and_logs_with_no_unset_and_err_exit() {
+    if !Path::new(ZSH).exists() {
+        eprintln!("zsh not installed: skipped");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo_dir = tmp.path().join("fifos");
+    std::fs::create_dir_all(&fifo_dir).unwrap();
+    let env = Env::new(&format!("[hook]\nfifo_dir = {fifo_dir:?}\n"));
+    let home = tmp.path().join("home");
+    let zdot = home.join("z");
+    std::fs::create_dir_all(&zdot).unwrap();
+    std::fs::write(zdot.join(".zshrc"), format!("PS1='{PROMPT}'\nset -eu\n")).unwrap();
+    let mut sh = Recorded::start(&env, &home, &format!("PS1='{PROMPT}'\n"));
+    wait_registered(&env);
+    sh.run(&format!("ZDOTDIR={} exec {ZSH} -d -i", zdot.display()));
+    sh.install_hook(&env, "zsh");
+    sh.run("echo first-under-nounset");
+    sh.run("true && echo second");
+    sh.exit();
+    let m = meta(&env, "queue");
+    let dir = env.spool.join("queue").join(m["id"].as_str().unwrap());
+    let log = std::fs::read_to_string(dir.join("commands.log")).unwrap();
+    let cmds: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_once(" cmd=").map(|(_, c)| c))
+        .collect();
+    assert_eq!(
+        cmds,
+        ["\"echo first-under-nounset\"", "\"true && echo second\""],
+        "{log}"
+    );
+}
