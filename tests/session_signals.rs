@@ -242,7 +242,11 @@ fn a_stopped_writer_freezes_the_session_then_ends_it_and_the_recording_completes
     let stopped = Instant::now();
     wait_relay_went_round(relay, switches);
     drop(std::fs::OpenOptions::new().write(true).open(&gate).unwrap());
-    t.line("echo typed-while-stopped-$((2+2))");
+    let marker = env.dir.path().join("typed-command-ran");
+    t.line(&format!(
+        "touch {}; echo typed-while-stopped-$((2+2))",
+        marker.display()
+    ));
     t.wait(Duration::from_secs(8));
     let took = stopped.elapsed();
     assert!(
@@ -270,6 +274,10 @@ fn a_stopped_writer_freezes_the_session_then_ends_it_and_the_recording_completes
     assert!(
         !contains(&rec.data, "typed-while-stopped-4"),
         "a keystroke reached the shell"
+    );
+    assert!(
+        !marker.exists(),
+        "a command typed while the writer was stopped ran"
     );
     assert!(
         rec.footer_status().starts_with("COMMAND_EXIT_CODE="),

@@ -87,14 +87,12 @@ pub fn check(cli: &Cli, privilege: &Privilege) -> Exit {
         policy: Some(OnError::Open),
         why,
     } = &v
+        // Only when the configuration loaded: then `decide` has already found this login not inside a recording.
+        // A configuration that does not load cannot tell (a nested `su -` would be reported as unrecorded).
+        && let Ok(cfg) = privilege.load_config(cli)
     {
-        // Still with the group (the registry is root:auditty 0770). A configuration that does not load names no
-        // registry of its own: the default one.
-        let run_dir = privilege
-            .load_config(cli)
-            .map(|c| c.spool.run_dir)
-            .unwrap_or_else(|_| Config::default().spool.run_dir);
-        leave_unrecorded_note(&run_dir, why);
+        // Still with the group (the registry is root:auditty 0770).
+        leave_unrecorded_note(&cfg.spool.run_dir, why);
     }
     println!("{}", v.describe());
     Exit::from(v.exit_code())
@@ -327,10 +325,13 @@ pub fn spool_usable(dir: &Path) -> Result<(), String> {
     .map_err(|e| cannot(e.desc()))?;
     let fs = nix::sys::statvfs::statvfs(&active).map_err(|e| cannot(e.desc()))?;
     // A file system without a limit reports no inodes or blocks at all (a tmpfs mounted with size=0 or nr_inodes=0).
-    if fs.files() > 0 && fs.files_available() == 0 {
+    if fs.files() > 0 && fs.files_free() == 0 {
         return Err(cannot("its file system has no free inode"));
     }
-    if fs.blocks() > 0 && fs.blocks_available() == 0 {
+    // Free blocks, not those available to non-root users: the space ext4 keeps for root is the writer's when root
+    // logs in (refusing root's login there would lock out the administrator who must free the disk). A user's
+    // writer that finds only that reserve left fails to create the recording and says so itself (C9).
+    if fs.blocks() > 0 && fs.blocks_free() == 0 {
         return Err(cannot("its file system is full"));
     }
     Ok(())

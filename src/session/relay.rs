@@ -320,7 +320,11 @@ impl Relay<'_> {
             if rev(MASTER) & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
                 self.read_master();
             }
-            if self.may_feed_shell() && !self.master_eof && !writer_stopped {
+            // The writer's state as it is now: a stop learned in this turn (SIGCHLD above) holds the keys too.
+            if self.may_feed_shell()
+                && !self.master_eof
+                && !matches!(self.writer, WriterState::Stopped(_))
+            {
                 match self.to_shell.write_to(&self.ep.master) {
                     Ok(()) => {}
                     Err(_) => self.to_shell.clear(),
