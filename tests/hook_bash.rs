@@ -463,13 +463,8 @@ fn the_hook_installs_and_logs_in_a_set_eu_shell() {
     sh.run("true && echo second");
     sh.run("echo \"${PROMPT_COMMAND[0]}\" $- | grep -c u");
     sh.exit();
+    let (log, cmds) = common::hookshell::logged_commands(&env);
     let m = meta(&env, "queue");
-    let dir = env.spool.join("queue").join(m["id"].as_str().unwrap());
-    let log = std::fs::read_to_string(dir.join("commands.log")).unwrap();
-    let cmds: Vec<&str> = log
-        .lines()
-        .filter_map(|l| l.split_once(" cmd=").map(|(_, c)| c))
-        .collect();
     assert_eq!(
         cmds,
         [

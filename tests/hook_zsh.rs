@@ -127,13 +127,7 @@ fn the_zsh_hook_installs_and_logs_with_no_unset_and_err_exit() {
     sh.run("echo first-under-nounset");
     sh.run("true && echo second");
     sh.exit();
-    let m = meta(&env, "queue");
-    let dir = env.spool.join("queue").join(m["id"].as_str().unwrap());
-    let log = std::fs::read_to_string(dir.join("commands.log")).unwrap();
-    let cmds: Vec<&str> = log
-        .lines()
-        .filter_map(|l| l.split_once(" cmd=").map(|(_, c)| c))
-        .collect();
+    let (log, cmds) = common::hookshell::logged_commands(&env);
     assert_eq!(
         cmds,
         ["\"echo first-under-nounset\"", "\"true && echo second\""],

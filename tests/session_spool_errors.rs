@@ -518,18 +518,7 @@ fn check_on_a_full_spool_says_impossible_and_leaves_nothing() {
     );
     assert_eq!(t.wait_code(Duration::from_secs(10)), 0);
     assert!(String::from_utf8_lossy(&t.out).contains("record"));
-    let fill = disk
-        .enter(
-            std::process::Command::new("sh")
-                .arg("-c")
-                .arg(format!("cat /dev/zero > {}/fill", env.spool.display())),
-        )
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&fill.stderr).contains("No space left on device"),
-        "{fill:?}"
-    );
+    fill_up(&disk, &env);
     let mut t = Term::spawn(
         disk.enter(&session_command(&env, &[], &["--check"])),
         24,
@@ -542,12 +531,7 @@ fn check_on_a_full_spool_says_impossible_and_leaves_nothing() {
             && said.contains("its file system is full"),
         "{said}"
     );
-    let active: Vec<_> = std::fs::read_dir(disk.inside(&env.spool).join("active"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
-    assert!(active.is_empty(), "{active:?}");
+    assert_active_empty(&disk, &env);
 }
 
 /// With `closed`, a login refused because its recording cannot be written (a full file system: the directory is
@@ -564,18 +548,7 @@ fn a_login_refused_on_a_full_spool_leaves_nothing_for_flush_to_report() {
         80,
     );
     assert_eq!(t.wait_code(Duration::from_secs(10)), 0);
-    let fill = disk
-        .enter(
-            std::process::Command::new("sh")
-                .arg("-c")
-                .arg(format!("cat /dev/zero > {}/fill", env.spool.display())),
-        )
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&fill.stderr).contains("No space left on device"),
-        "{fill:?}"
-    );
+    fill_up(&disk, &env);
     let marker = env.dir.path().join("the-shell-ran");
     let cmd = format!("touch {}", marker.display());
     let mut t = Term::spawn(
@@ -591,12 +564,7 @@ fn a_login_refused_on_a_full_spool_leaves_nothing_for_flush_to_report() {
         "{said}"
     );
     assert!(!marker.exists(), "the shell must not have run");
-    let active: Vec<_> = std::fs::read_dir(disk.inside(&env.spool).join("active"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
-    assert!(active.is_empty(), "{active:?}");
+    assert_active_empty(&disk, &env);
 }
 
 /// A file system without a size limit reports no blocks at all (a tmpfs mounted with size=0): that is not a full
@@ -617,4 +585,30 @@ fn check_on_an_unlimited_tmpfs_says_record() {
         String::from_utf8_lossy(&t.out)
     );
     assert!(String::from_utf8_lossy(&t.out).contains("record"));
+}
+
+/// Fill the small disk's file system, as root (no reserve on a tmpfs): nothing more fits.
+fn fill_up(disk: &SmallDisk, env: &Env) {
+    let fill = disk
+        .enter(
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("cat /dev/zero > {}/fill", env.spool.display())),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&fill.stderr).contains("No space left on device"),
+        "{fill:?}"
+    );
+}
+
+/// Nothing is left in the spool's active/ on the small disk.
+fn assert_active_empty(disk: &SmallDisk, env: &Env) {
+    let active: Vec<_> = std::fs::read_dir(disk.inside(&env.spool).join("active"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(active.is_empty(), "{active:?}");
 }

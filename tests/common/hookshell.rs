@@ -180,3 +180,15 @@ pub fn meta(env: &Env, state: &str) -> serde_json::Value {
     super::deliver::wait_writer_gone(&read());
     read()
 }
+
+/// The single queued recording's commands.log, and the `cmd=` field of each of its lines.
+pub fn logged_commands(env: &Env) -> (String, Vec<String>) {
+    let m = meta(env, "queue");
+    let dir = env.spool.join("queue").join(m["id"].as_str().unwrap());
+    let log = std::fs::read_to_string(dir.join("commands.log")).unwrap();
+    let cmds = log
+        .lines()
+        .filter_map(|l| l.split_once(" cmd=").map(|(_, c)| c.to_string()))
+        .collect();
+    (log, cmds)
+}
