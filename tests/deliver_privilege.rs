@@ -414,6 +414,78 @@ fn killing_both_recorder_processes_as_the_user_is_recovered_by_flush() {
     assert!(String::from_utf8_lossy(&ts).ends_with("[<incomplete: recovered by auditty flush>]\n"));
 }
 
+/// A relay killed with SIGKILL puts nothing back itself: its writer, which keeps a descriptor of the user's terminal,
+/// clears exclusive mode and restores the settings from before raw mode, so a terminal the user goes on using (the one
+/// they ran `su - bob` on, say) is not left raw and unopenable (docs/security.md C11).
+#[test]
+fn a_killed_relay_leaves_the_users_terminal_openable_and_as_it_was() {
+    let mta = Mta::start();
+    let i = Install::new(&mail_to(&mta));
+    let mut t = user_session(&i, "echo about-to-kill-the-relay; exec sleep 60");
+    t.expect("about-to-kill-the-relay", T);
+    let end = Instant::now() + T;
+    let writer = loop {
+        if let Some(d) = i.state("active").into_iter().next()
+            && let Some(m) = meta_if_written(&d)
+            && let Some(w) = m["writer_pid"].as_u64().filter(|w| *w != 0)
+        {
+            break w as u32;
+        }
+        assert!(Instant::now() < end);
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let pts = t.pts.display().to_string();
+    let user_opens = |i: &Install| {
+        i.as_user(&["sh", "-c", &format!("exec 3> {pts}")])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    // Root may open an exclusive terminal (CAP_SYS_ADMIN): stty reads its settings.
+    let settings = || {
+        let o = std::process::Command::new("stty")
+            .args(["-F", &pts, "-a"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", out(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let words = |s: &str| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+    // While the session runs: exclusive, raw.
+    assert!(!user_opens(&i));
+    let during = words(&settings());
+    assert!(
+        during.iter().any(|w| w == "-icanon") && during.iter().any(|w| w == "-isig"),
+        "{during:?}"
+    );
+    let o = i
+        .as_user(&["kill", "-KILL", &t.pid.to_string()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    t.wait(T);
+    wait_gone(writer);
+    assert!(user_opens(&i), "the terminal stayed exclusive");
+    let after = words(&settings());
+    assert!(
+        after.iter().any(|w| w == "icanon")
+            && after.iter().any(|w| w == "isig")
+            && after.iter().any(|w| w == "opost"),
+        "the terminal stayed raw: {after:?}"
+    );
+    // And the recording says how it ended.
+    let msgs = mta.wait_for(1, T);
+    assert_eq!(msgs.len(), 1);
+    let (replayed, ts, _) = gunzip_and_replay(&msgs[0]);
+    assert!(String::from_utf8_lossy(&replayed).contains("about-to-kill-the-relay"));
+    assert!(
+        String::from_utf8_lossy(&ts).contains("recorder killed"),
+        "{}",
+        String::from_utf8_lossy(&ts)
+    );
+}
+
 /// The guard registry is `root:auditty` 0770: the recorded user owns their registration files (the relay writes them
 /// with their uid) but cannot reach them, so they cannot rewrite theirs to make later logins on that PTY look
 /// nested, nor read anyone's FIFO path; `auditty hook` still finds their recording, reading the registry with the

@@ -295,6 +295,7 @@ impl Prepared {
             offset,
             fifo: self.fifo.clone(),
             registration: None,
+            terminal: None,
         }
     }
 }
@@ -452,7 +453,14 @@ fn record(
     }
     let writer_pid = match forked {
         Ok(Forked::Child) => {
-            // The shell (if started) is the relay's: its terminal settings are restored by the relay, never here.
+            // The shell (if started) is the relay's: its terminal settings are restored by the relay, here only if
+            // the relay dies without doing so (`SavedTerminal`).
+            let terminal = terminal::SavedTerminal::keep(
+                early
+                    .as_ref()
+                    .and_then(|s| s.as_ref().ok())
+                    .map(|s| (&s.raw, s.exclusive.as_ref())),
+            );
             std::mem::forget(early);
             drop(data_w);
             drop(pty);
@@ -464,8 +472,10 @@ fn record(
             become_writer_process();
             let mut keep = vec![data_r.as_raw_fd()];
             keep.extend(ready.as_ref().map(|w| w.as_raw_fd()));
+            keep.extend(terminal.as_ref().map(|t| t.as_raw_fd()));
             sys::close_inherited_fds(&keep);
             let _ = old_mask.thread_set_mask();
+            plan.terminal = terminal;
             plan.registration = registration.map(|r| (r, keys));
             // A FIFO that cannot be made: the registration loses it, so the shell's hook stops waiting for it.
             let fifo_dir = prepared.fifo_dir.filter(|d| {

@@ -100,6 +100,7 @@ fn prepare(cfg: &Config, who: &Who, command: Option<String>) -> Result<(WriterPl
         offset,
         fifo: None,
         registration: None,
+        terminal: None,
     };
     Ok((plan, lock))
 }

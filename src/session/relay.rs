@@ -40,8 +40,14 @@ const DRAIN_MAX: Duration = Duration::from_secs(2);
 const GRACE: Duration = Duration::from_millis(1000);
 /// After the SIGKILL round, how long to wait for the PTY to report that nobody holds it any more.
 const KILL_SETTLE: Duration = Duration::from_millis(300);
-/// One read(2) of a terminal or PTY master (the tty layer hands out at most 4095 bytes per read).
+/// One read(2) of the user's terminal (the tty layer hands out at most 4095 bytes per read).
+const KEYS: usize = 4096;
+/// The most output the relay gathers from the PTY before passing it on (see `read_master`).
 const BATCH: usize = 16 << 10;
+/// A read of the PTY master this long took all the line discipline had (its buffer holds 4 KiB): more is on its way.
+const FULL_READ: usize = 4095;
+/// How long gathered output waits for the next full read before it is passed on anyway.
+const GATHER_WAIT: Duration = Duration::from_millis(1);
 
 pub struct Endpoints {
     /// The user's terminal, reopened non-blocking (reads keystrokes; writes output when `out` is None).
@@ -171,7 +177,10 @@ struct Relay<'a> {
     to_shell: Queue,
     to_user: Queue,
     to_writer: Queue,
+    /// Output read from the PTY and not yet passed on: `batch[..gathered]`, read from `gathered_ns` on.
     batch: Vec<u8>,
+    gathered: usize,
+    gathered_ns: u64,
     status: Option<i32>,
     reaped_at: Option<Instant>,
     last_output: Instant,
@@ -205,6 +214,8 @@ pub fn run(
         // Reading stops at WRITER_CAP; one frame (header + ≤ BATCH) and the control frames may go past it.
         to_writer: Queue::with_capacity(WRITER_CAP + BATCH + 4096),
         batch: vec![0u8; BATCH],
+        gathered: 0,
+        gathered_ns: 0,
         status: None,
         reaped_at: None,
         last_output: Instant::now(),
@@ -252,7 +263,10 @@ impl Relay<'_> {
             }
             let mut fds = [NONE; 5];
             fds[SIG] = pollfd(&self.signals.fd(), libc::POLLIN);
-            let user_out = self.user_alive() && !self.to_user.is_empty();
+            // Output waiting for the user is shown only while the writer runs (it has its frames, maybe still in the pipe).
+            let user_out = self.user_alive()
+                && !self.to_user.is_empty()
+                && self.writer == WriterState::Running;
             if self.user_alive() {
                 let mut ev = 0;
                 if self.to_shell.len() < QUEUE_CAP {
@@ -319,6 +333,9 @@ impl Relay<'_> {
             }
             if rev(MASTER) & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
                 self.read_master();
+            } else {
+                // No more came within GATHER_WAIT (or something else woke us): pass on what was gathered.
+                self.pass_on();
             }
             // The writer's state as it is now: a stop learned in this turn (SIGCHLD above) holds the keys too.
             if self.may_feed_shell()
@@ -330,7 +347,7 @@ impl Relay<'_> {
                     Err(_) => self.to_shell.clear(),
                 }
             }
-            if !self.to_user.is_empty() {
+            if !self.to_user.is_empty() && self.writer == WriterState::Running {
                 self.flush_user();
             }
             if rev(WRITER) & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
@@ -364,6 +381,9 @@ impl Relay<'_> {
         }
         if !self.to_writer.is_empty() {
             at_most(Duration::from_millis(500));
+        }
+        if self.gathered > 0 && self.writer == WriterState::Running {
+            at_most(GATHER_WAIT);
         }
         if let WriterState::Stopped(since) = self.writer {
             at_most(WRITER_STOPPED_MAX.saturating_sub(since.elapsed()) + Duration::from_millis(1));
@@ -439,17 +459,18 @@ impl Relay<'_> {
     }
 
     fn read_user(&mut self) {
-        match read(&self.ep.user, &mut self.batch) {
+        let mut keys = [0u8; KEYS];
+        match read(&self.ep.user, &mut keys) {
             Ok(0) => self.begin_ending(Ending::Hangup),
             Ok(n) => {
                 let ts = monotonic_ns();
-                self.to_shell.buf.extend_from_slice(&self.batch[..n]);
+                self.to_shell.buf.extend_from_slice(&keys[..n]);
                 if self.record_input {
                     let echo = tcgetattr(&self.ep.master)
                         .map(|t| t.local_flags.contains(LocalFlags::ECHO))
                         .unwrap_or(true);
                     if echo {
-                        frames::encode(&mut self.to_writer.buf, Kind::Input, ts, &self.batch[..n]);
+                        frames::encode(&mut self.to_writer.buf, Kind::Input, ts, &keys[..n]);
                     } else {
                         frames::encode(
                             &mut self.to_writer.buf,
@@ -465,39 +486,69 @@ impl Relay<'_> {
         }
     }
 
-    /// Read what the PTY has (one read: the tty layer hands out at most 4095 bytes, and a second read of a PTY that
-    /// was just emptied is not free: it waits for the kernel's buffer-flush work even when non-blocking) and pass it
-    /// on as one chunk: first as one frame into the writer's pipe (so whatever the user sees is already safe from a
-    /// SIGKILL of the relay), then to the user's terminal, directly when nothing is queued for it.
+    /// Read what the PTY has: one read per turn (a second read of a PTY that was just emptied is not free: it waits
+    /// for the kernel's buffer-flush work even when non-blocking). A full read (FULL_READ) means bulk output with more
+    /// on its way: it is gathered, up to BATCH, for at most GATHER_WAIT, and passed on in one piece, which makes one
+    /// pipe write and one terminal write per 16 KiB instead of per 4 KiB. Anything less (an echo, a prompt, the end
+    /// of a burst) is passed on at once.
     fn read_master(&mut self) {
         if matches!(self.writer, WriterState::Stopped(_)) {
             // Seen stopped just now (SIGCHLD handled in this turn): leave the output where it is.
             return;
         }
         let n = loop {
-            match read(&self.ep.master, &mut self.batch) {
+            match read(&self.ep.master, &mut self.batch[self.gathered..]) {
                 Ok(0) => {
                     self.master_eof = true;
-                    return;
+                    break 0;
                 }
                 Ok(k) => break k,
                 Err(Errno::EINTR) => {}
-                Err(Errno::EAGAIN) => return,
+                Err(Errno::EAGAIN) => break 0,
                 Err(_) => {
                     // EIO: every holder of the slave has closed it.
                     self.master_eof = true;
-                    return;
+                    break 0;
                 }
             }
         };
-        let ts = monotonic_ns();
-        self.last_output = Instant::now();
+        if n > 0 {
+            if self.gathered == 0 {
+                self.gathered_ns = monotonic_ns();
+            }
+            self.gathered += n;
+            self.last_output = Instant::now();
+            if n >= FULL_READ && self.batch.len() - self.gathered >= FULL_READ {
+                return;
+            }
+        }
+        self.pass_on();
+    }
+
+    /// Pass the gathered output on: first as one frame into the writer's pipe (so whatever the user sees is already
+    /// safe from a SIGKILL of the relay), then to the user's terminal, directly when nothing is queued for it. While
+    /// the writer is stopped it stays here, neither recorded nor shown; once the writer is gone it is dropped.
+    fn pass_on(&mut self) {
+        let n = self.gathered;
+        if n == 0 || matches!(self.writer, WriterState::Stopped(_)) {
+            return;
+        }
+        self.gathered = 0;
         if self.writer == WriterState::Gone {
             // Nothing can be recorded any more (the session is ending): it is not shown either.
             return;
         }
-        frames::encode(&mut self.to_writer.buf, Kind::Output, ts, &self.batch[..n]);
+        frames::encode(
+            &mut self.to_writer.buf,
+            Kind::Output,
+            self.gathered_ns,
+            &self.batch[..n],
+        );
         self.flush_writer();
+        if self.writer == WriterState::Gone {
+            // The writer's pipe broke just now: this output may not have reached it.
+            return;
+        }
         let chunk = &self.batch[..n];
         if self.user_alive() {
             let mut sent = 0;
@@ -560,6 +611,8 @@ impl Relay<'_> {
     fn writer_gone(&mut self) {
         self.writer = WriterState::Gone;
         self.to_writer.clear();
+        // What waits for the user may not have reached the writer: it is not shown.
+        self.to_user.clear();
         self.writer_lost("has stopped");
     }
 
@@ -678,8 +731,9 @@ impl Relay<'_> {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
-        // Last output to the user, bounded.
-        if self.user_alive() {
+        self.pass_on();
+        // Last output to the user, bounded; none while the writer is stopped (see `user_out`).
+        if self.user_alive() && self.writer == WriterState::Running {
             let deadline = Instant::now() + Duration::from_millis(500);
             while !self.to_user.is_empty() && Instant::now() < deadline {
                 self.flush_user();

@@ -1,7 +1,7 @@
 //! The user's terminal (stdin): raw and exclusive while the session runs, restored on every exit path (drop, error,
 //! panic).
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -28,6 +28,11 @@ impl RawMode {
         let mode = RawMode { saved };
         mode.reapply();
         Ok(mode)
+    }
+
+    /// The settings from before raw mode.
+    pub fn saved(&self) -> &Termios {
+        &self.saved
     }
 
     /// (Re-)apply raw mode, e.g. after SIGCONT when a job-control stop may have reset the terminal.
@@ -80,6 +85,67 @@ impl Exclusive {
         sys::set_tty_exclusive(fd.as_fd(), true)?;
         EXCLUSIVE_SET.store(true, Ordering::SeqCst);
         Ok(Exclusive { set: true })
+    }
+}
+
+impl Exclusive {
+    /// Whether this session set exclusive mode (rather than finding it set).
+    pub fn is_ours(&self) -> bool {
+        self.set
+    }
+}
+
+/// The user's terminal as the spool writer keeps it, to put it back when the relay dies without doing so itself
+/// (SIGKILL runs no Drop): the relay's raw mode and exclusive mode would otherwise stay on a terminal the user goes
+/// on using, e.g. the one they ran `su - bob` on (an unopenable terminal makes `sudo` and `ssh` fail to ask for a
+/// password). A descriptor of its own (taken at the fork), the settings from before raw mode, and whether exclusive
+/// mode is the session's.
+pub struct SavedTerminal {
+    fd: OwnedFd,
+    saved: Option<Termios>,
+    exclusive_ours: bool,
+}
+
+impl std::os::fd::AsRawFd for SavedTerminal {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl SavedTerminal {
+    /// In the writer, right after its fork: stdin is still the user's terminal. `started`: the raw and exclusive
+    /// modes of a shell started before the fork; without it (the writer is forked first) the terminal is as the user
+    /// left it, and exclusive mode set later is the session's.
+    pub fn keep(started: Option<(&RawMode, Option<&Exclusive>)>) -> Option<SavedTerminal> {
+        let stdin = std::io::stdin();
+        let fd = stdin.as_fd().try_clone_to_owned().ok()?;
+        let (saved, exclusive_ours) = match started {
+            Some((raw, exclusive)) => (
+                Some(raw.saved().clone()),
+                exclusive.is_some_and(Exclusive::is_ours),
+            ),
+            None => (
+                tcgetattr(&fd).ok(),
+                sys::tty_exclusive(fd.as_fd()).is_ok_and(|on| !on),
+            ),
+        };
+        Some(SavedTerminal {
+            fd,
+            saved,
+            exclusive_ours,
+        })
+    }
+
+    /// The relay died: clear the session's exclusive mode and put the settings back. Errors are ignored: a terminal
+    /// that is gone (hung up) needs neither.
+    pub fn restore(self) {
+        if self.exclusive_ours {
+            let _ = sys::set_tty_exclusive(self.fd.as_fd(), false);
+        }
+        if let Some(saved) = &self.saved {
+            // The writer has no controlling terminal and ignores SIGTTOU: tcsetattr cannot stop it.
+            let _ = tcsetattr(&self.fd, SetArg::TCSANOW, saved);
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use crate::hook::fifo::{CommandRecord, RecordParser};
 use crate::record::meta::{EndReason, FileSum, Meta};
 use crate::record::timing::TimingWriter;
 use crate::record::typescript;
+use crate::session::terminal::SavedTerminal;
 use crate::spool::frames::{self, Kind};
 use crate::spool::guard::{self, Registration};
 use crate::spool::layout::{self, Spool};
@@ -66,6 +67,8 @@ pub struct WriterPlan {
     pub fifo: Option<PathBuf>,
     /// The guard registration published for this recording's PTY, withdrawn when the recording ends.
     pub registration: Option<(Registration, Vec<String>)>,
+    /// The user's terminal, put back if the relay dies without doing so (closed once the relay is gone).
+    pub terminal: Option<SavedTerminal>,
 }
 
 /// The open files of a recording.
@@ -519,6 +522,13 @@ pub fn run(mut plan: WriterPlan, files: WriterFiles, data: OwnedFd) -> i32 {
     }
     if let Some(e) = corrupt {
         w.plan.meta.write_errors.push(format!("relay stream: {e}"));
+    }
+    // The relay died without restoring the user's terminal. Either way it is closed here, before the delivery.
+    if let Some(t) = w.plan.terminal.take()
+        && eof
+        && w.end.is_none()
+    {
+        t.restore();
     }
     if eof && w.end.is_none() {
         // The relay died, maybe in the middle of a frame: keep the part of its output that arrived.
